@@ -1,0 +1,1 @@
+"""The ``facechain`` command line: it only parses, calls the public Python API, and prints."""

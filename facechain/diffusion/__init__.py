@@ -1,0 +1,1 @@
+"""Shared Stable Diffusion plumbing: device choice and loading base models through the model store."""

@@ -1,0 +1,60 @@
+"""One family of exceptions for everything a user can get wrong.
+
+The CLI turns a :class:`FacechainError` into a one-line message and its ``exit_code``
+(no traceback); anything else is a bug and is reported as such.
+"""
+
+from __future__ import annotations
+
+
+class FacechainError(Exception):
+    """A problem the user can fix (bad input, missing model, bad option)."""
+
+    exit_code: int = 2
+
+
+class InputError(FacechainError):
+    """A file or argument given by the user is unusable."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ConfigError(FacechainError):
+    """A configuration or style file is invalid."""
+
+
+class ModelNotFoundError(FacechainError):
+    """A model reference could not be resolved to local files."""
+
+    def __init__(self, name: str, reference: str, hint: str, detail: str = ""):
+        self.name = name
+        self.reference = reference
+        self.hint = hint
+        msg = f"model '{name}' ({reference}) is not available locally"
+        if detail:
+            msg += f" ({detail})"
+        msg += f"; {hint}"
+        super().__init__(msg)
+
+
+class NoUsablePhotosError(FacechainError):
+    """Every photo was rejected: nothing to train on."""
+
+    exit_code = 1
+
+
+class OutputExistsError(FacechainError):
+    """Refusing to overwrite a user's existing output without --overwrite."""
+
+    def __init__(self, path: object):
+        self.path = str(path)
+        super().__init__(f"{path}: already exists; pass --overwrite to replace it")
+
+
+class TrainingError(FacechainError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: tiny, randomly initialised models of the real architectures."""
