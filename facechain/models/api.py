@@ -15,7 +15,7 @@ def model_status(store: ModelStore | None = None) -> list[dict[str, Any]]:
     store = store or default_store()
     rows = []
     for spec in MODELS.values():
-        if spec.bundled:
+        if spec.bundled or spec.fetch is not None:
             path = spec.locate() if spec.locate else None
             present = path is not None
         else:
@@ -42,6 +42,9 @@ def download_models(names: list[str] | None = None, include_optional: bool = Fal
         if spec.bundled:
             path = spec.locate() if spec.locate else None
             done.append((spec.name, Path(path) if path else Path(spec.reference)))
+            continue
+        if spec.fetch is not None:
+            done.append((spec.name, Path(spec.fetch(store))))
             continue
         done.append((spec.name, store.download(spec.reference, name=spec.name, allow_patterns=spec.allow_patterns)))
     return done

@@ -33,6 +33,9 @@ class ModelSpec:
     optional: bool = False  # an optional backend (not needed by the default pipeline)
     allow_patterns: tuple[str, ...] | None = None
     locate: Callable[[], Path | None] | None = field(default=None, compare=False)
+    # A model with its own download recipe (not a hub snapshot): fetch(store) -> local path.
+    # Such a model counts as present when locate() finds it.
+    fetch: Callable[..., Path] | None = field(default=None, compare=False)
 
     @property
     def bundled(self) -> bool:
@@ -92,3 +95,9 @@ register(ModelSpec("abpn-retouch", "ms:damo/cv_unet_skin-retouching", "ABPN skin
 register(ModelSpec("fqa-quality", "ms:damo/cv_manual_face-quality-assessment_fqa", "FQA face quality (--quality fqa)", ("prepare",), optional=True))
 register(ModelSpec("rts-recognition", "ms:damo/cv_ir_face-recognition-ood_rts", "RTS face recognition embeddings (--embedder rts)", ("generate",), optional=True))
 register(ModelSpec("face-fusion", "ms:damo/cv_unet-image-face-fusion_damo", "ModelScope face fusion (--fusion modelscope)", ("generate", "inpaint"), optional=True))
+# Body pose (BlazePose full) for --pose photos and inpaint stage 1: two TFLite files taken from the
+# mediapipe 0.10.21 wheel on PyPI (facechain.pose.model_files), run with ai-edge-litert.
+from ..pose import model_files as _pose_files  # noqa: E402
+
+register(ModelSpec(_pose_files.MODEL_NAME, _pose_files.REFERENCE, "body pose, 33 points -> OpenPose 18 (BlazePose TFLite from the mediapipe wheel)",
+                   ("generate --pose", "inpaint"), locate=_pose_files.locate, fetch=_pose_files.fetch))
