@@ -101,3 +101,5 @@ from ..pose import model_files as _pose_files  # noqa: E402
 
 register(ModelSpec(_pose_files.MODEL_NAME, _pose_files.REFERENCE, "body pose, 33 points -> OpenPose 18 (BlazePose TFLite from the mediapipe wheel)",
                    ("generate --pose", "inpaint"), locate=_pose_files.locate, fetch=_pose_files.fetch))
+register(ModelSpec("wd14-tagger", "SmilingWolf/wd-v1-4-convnext-tagger-v2", "WD14 image tagger, ONNX (prepare --tagger wd14)", ("prepare",), optional=True,
+                   allow_patterns=("model.onnx", "selected_tags.csv")))
