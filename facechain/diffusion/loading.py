@@ -6,6 +6,7 @@ Errors are :class:`ModelNotFoundError` / :class:`InputError` with a one-line rea
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,22 @@ def quiet_ml_logs() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
+def _dtype_kwarg(cls, dtype: torch.dtype) -> dict[str, Any]:
+    """diffusers >= 0.36 calls the argument ``dtype`` (``torch_dtype`` warns); older ones ``torch_dtype``."""
+    params = inspect.signature(cls.from_pretrained).parameters
+    return {"dtype": dtype} if "dtype" in params or _diffusers_takes_dtype() else {"torch_dtype": dtype}
+
+
+def _diffusers_takes_dtype() -> bool:
+    import diffusers
+
+    try:
+        major, minor = (int(x) for x in diffusers.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (0, 36)
+
+
 def resolve_model_path(reference: str | Path, name: str, store: ModelStore | None = None) -> Path:
     return (store or default_store()).resolve(reference, name=name)
 
@@ -57,7 +74,7 @@ def load_sd_pipeline(
 
     cls = pipeline_cls or StableDiffusionPipeline
     path = resolve_model_path(reference, name, store)
-    common = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, feature_extractor=None)
+    common = dict(_dtype_kwarg(cls, dtype), safety_checker=None, requires_safety_checker=False, feature_extractor=None)
     common.update(kwargs)
     if path.is_file():
         if path.suffix.lower() not in (".safetensors", ".ckpt"):
@@ -86,11 +103,12 @@ def load_controlnet(reference: str | Path, *, dtype: torch.dtype = torch.float32
     from diffusers import ControlNetModel
 
     path = resolve_model_path(reference, name, store)
+    kw = _dtype_kwarg(ControlNetModel, dtype)
     if path.is_file():
-        return ControlNetModel.from_single_file(str(path), torch_dtype=dtype)
+        return ControlNetModel.from_single_file(str(path), **kw)
     if not (path / "config.json").exists():
         raise InputError(path, "not a diffusers ControlNet folder (no config.json)")
-    return ControlNetModel.from_pretrained(str(path), torch_dtype=dtype)
+    return ControlNetModel.from_pretrained(str(path), **kw)
 
 
 def describe_reference(reference: str | Path) -> str:
