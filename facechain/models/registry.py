@@ -88,7 +88,7 @@ register(ModelSpec("canny-controlnet", "lllyasviel/control_v11p_sd15_canny", "Ca
                    allow_patterns=("*.json", "diffusion_pytorch_model.safetensors")))
 register(ModelSpec("depth-controlnet", "lllyasviel/control_v11f1p_sd15_depth", "Depth ControlNet (virtual try-on)", ("tryon",), optional=True,
                    allow_patterns=("*.json", "diffusion_pytorch_model.safetensors")))
-register(ModelSpec("fact-adapter", "ms:yucheng1996/FaceChain-FACT", "FACT face adapter + TransFace encoder (--photo)", ("generate --photo", "inpaint --photo"), optional=True))
+register(ModelSpec("fact-adapter", "ms:yucheng1996/FaceChain-FACT@v1.0.0", "FACT face adapter + TransFace encoder (--photo)", ("generate --photo", "inpaint --photo"), optional=True))
 # Optional ModelScope backends of the paper's perception models.
 register(ModelSpec("m2fp-parsing", "ms:damo/cv_resnet101_image-multiple-human-parsing", "M2FP human parsing (--segmenter m2fp)", ("prepare",), optional=True))
 register(ModelSpec("abpn-retouch", "ms:damo/cv_unet_skin-retouching", "ABPN skin retouching (--retoucher abpn)", ("prepare",), optional=True))

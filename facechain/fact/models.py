@@ -1,0 +1,205 @@
+"""Find and load FACT weights from a model reference, in our format or the published one.
+
+A reference (anything the model store resolves; default: the registry's ``fact-adapter``,
+``ms:yucheng1996/FaceChain-FACT``) may be
+
+* a folder with our ``fact_adapter.safetensors`` (+ ``face_encoder.safetensors``), as written by
+  ``facechain train-adapter`` or by :func:`convert_published`;
+* a folder with the published ``adapter_{film,maj}_….ckpt`` + ``ms1mv2_model_TransFace_S.pt``;
+* a single adapter file (``.safetensors`` ours, ``.ckpt``/``.pt`` published), with the face
+  encoder given separately (``encoder=``) or lying next to it.
+
+The real published files cannot be downloaded on our CI machines; the loader is tested on state
+dicts written in the same layout by tiny modules of the same architecture.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..models.store import ModelStore, default_store
+from .adapter import FactAdapter
+from .checkpoint import (
+    MappingReport,
+    load_into,
+    map_published_adapter,
+    map_published_encoder,
+    read_ours,
+    read_state_dict,
+    save_safetensors,
+)
+from .config import (
+    ADAPTER_FILE,
+    ENCODER_FILE,
+    PUBLISHED_ADAPTER_FILES,
+    PUBLISHED_ENCODER_FILE,
+    FactConfig,
+)
+from .encoder import FaceEncoder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REFERENCE = "fact-adapter"
+
+
+@dataclass
+class FactFiles:
+    adapter: Path
+    encoder: Path
+
+
+@dataclass
+class FactModel:
+    """A face encoder and an adapter built for one UNet, ready for :class:`FactSession`."""
+
+    encoder: FaceEncoder
+    adapter: FactAdapter
+    source: str
+    reports: list[MappingReport] = field(default_factory=list)
+
+    @property
+    def config(self) -> FactConfig:
+        return self.adapter.config
+
+    def save(self, folder: Path | str, extra: dict[str, str] | None = None) -> Path:
+        """Write ``face_encoder.safetensors`` + ``fact_adapter.safetensors`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_safetensors(folder / ENCODER_FILE, self.encoder, self.encoder.config, "encoder")
+        save_safetensors(folder / ADAPTER_FILE, self.adapter, self.config, "adapter", extra)
+        return folder
+
+
+def resolve_reference(reference: str | Path, name: str, store: ModelStore | None = None) -> Path:
+    """A registry name (``fact-adapter``) or any model-store reference -> local path."""
+    from ..models.registry import MODELS
+
+    spec = MODELS.get(str(reference))
+    ref = spec.reference if spec is not None else reference
+    return (store or default_store()).resolve(ref, name=spec.name if spec else name)
+
+
+def locate_files(reference: str | Path = DEFAULT_REFERENCE, *, encoder: str | Path | None = None, variant: str = "film",
+                 store: ModelStore | None = None) -> FactFiles:
+    """Which adapter and encoder files a reference means (see the module docstring)."""
+    path = resolve_reference(reference, "fact-adapter", store)
+    if path.is_dir():
+        adapter = path / ADAPTER_FILE
+        if not adapter.is_file():
+            published = PUBLISHED_ADAPTER_FILES.get(variant)
+            if published is None:
+                raise InputError(path, f"unknown FACT variant '{variant}' (known: {', '.join(PUBLISHED_ADAPTER_FILES)})")
+            adapter = path / published
+        if not adapter.is_file():
+            raise InputError(path, f"no FACT adapter here (expected {ADAPTER_FILE} or {PUBLISHED_ADAPTER_FILES[variant]})")
+        folder = path
+    else:
+        adapter, folder = path, path.parent
+    if encoder is not None:
+        enc = resolve_reference(encoder, "face encoder", store)
+        if enc.is_dir():
+            enc = encoder_in_folder(enc)
+    else:
+        enc = encoder_in_folder(folder)
+    return FactFiles(adapter, enc)
+
+
+def encoder_in_folder(folder: Path) -> Path:
+    """Our ``face_encoder.safetensors``, else the published TransFace ``.pt``."""
+    for name in (ENCODER_FILE, PUBLISHED_ENCODER_FILE):
+        if (folder / name).is_file():
+            return folder / name
+    raise InputError(folder, f"no face encoder here (expected {ENCODER_FILE} or {PUBLISHED_ENCODER_FILE}); pass --face-encoder")
+
+
+def load_encoder(path: Path | str, config: FactConfig | None = None) -> tuple[FaceEncoder, MappingReport]:
+    """Our ``face_encoder.safetensors`` (architecture in its metadata) or the published TransFace ``.pt``."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        state, cfg, _ = read_ours(path, "encoder")
+        report = MappingReport(str(path))
+    else:
+        cfg = config or FactConfig()
+        raw, _ = read_state_dict(path)
+        state, report = map_published_encoder(raw, str(path))
+        if report.unmatched:  # the reference loads this file strictly: any unknown key means another model
+            raise InputError(path, f"not a TransFace ViT state dict: unknown key '{report.unmatched[0]}' "
+                                   f"({len(report.unmatched)} such keys)")
+    encoder = FaceEncoder(cfg)
+    load_into(encoder, state, report)
+    return encoder.eval().requires_grad_(False), report
+
+
+def load_adapter(path: Path | str, unet: nn.Module, config: FactConfig | None = None) -> tuple[FactAdapter, MappingReport]:
+    """Build the adapter for ``unet``'s blocks and fill it from our file or a published checkpoint."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        state, cfg, _ = read_ours(path, "adapter")
+        report = MappingReport(str(path))
+    else:
+        cfg = config or FactConfig(output_dim=_cross_dim(unet))
+        raw, _ = read_state_dict(path)
+        state, report = map_published_adapter(raw, str(path))
+    adapter = FactAdapter.for_unet(unet, cfg)
+    load_into(adapter, state, report)
+    return adapter, report
+
+
+def _cross_dim(unet: nn.Module) -> int:
+    d = unet.config.cross_attention_dim
+    return int(d[0] if isinstance(d, (list, tuple)) else d)
+
+
+def load_fact(reference: str | Path | FactFiles = DEFAULT_REFERENCE, unet: nn.Module | None = None, *,
+              encoder: str | Path | None = None, variant: str = "film", store: ModelStore | None = None,
+              config: FactConfig | None = None) -> FactModel:
+    """Load encoder + adapter (for ``unet``) from a reference; every key accounted for.
+
+    ``config`` gives the architecture of *published* (pickle) files, which carry none; the
+    default is the published one. Our ``.safetensors`` files carry their own.
+    """
+    if unet is None:
+        raise ValueError("load_fact needs the UNet the adapter will run in (its blocks decide the layer sizes)")
+    files = reference if isinstance(reference, FactFiles) else locate_files(reference, encoder=encoder, variant=variant, store=store)
+    enc, enc_report = load_encoder(files.encoder, config)
+    adapter, ad_report = load_adapter(files.adapter, unet, config)
+    if enc.config.encoder_width != adapter.config.encoder_width or enc.config.num_face_tokens != adapter.config.num_face_tokens:
+        raise InputError(files.encoder, "this face encoder does not match the adapter (token count or width differ)")
+    return FactModel(enc, adapter, str(files.adapter), [enc_report, ad_report])
+
+
+def convert_published(adapter_ckpt: Path | str, encoder_pt: Path | str, output: Path | str, unet: nn.Module | None = None,
+                      overwrite: bool = False, config: FactConfig | None = None) -> Path:
+    """Convert the published pickles into our ``.safetensors`` folder (no pickle needed afterwards).
+
+    The adapter's layer sizes come from a UNet; without one, an SD 1.5 UNet *layout* (no weights
+    loaded) is built from its config, which is what the published adapters were trained for.
+    """
+    from ..atomic import atomic_directory, check_destination
+
+    check_destination(Path(output), overwrite)  # before reading anything big
+    unet = unet if unet is not None else sd15_unet_layout()
+    encoder, _ = load_encoder(encoder_pt, config)
+    adapter, _ = load_adapter(adapter_ckpt, unet, config)
+    with atomic_directory(output, overwrite=overwrite) as tmp:
+        FactModel(encoder, adapter, str(adapter_ckpt)).save(tmp, {"converted_from": Path(adapter_ckpt).name})
+    return Path(output)
+
+
+def sd15_unet_layout() -> nn.Module:
+    """An SD 1.5-architecture UNet on the meta device (layout only, no memory, no weights)."""
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):
+        return UNet2DConditionModel(
+            sample_size=64, cross_attention_dim=768, attention_head_dim=8,
+            block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        )
