@@ -37,11 +37,13 @@ def _split(path: Path) -> tuple[str, str | None]:
     return str(path.parent), path.name
 
 
-def apply_loras(pipe, loras: list[LoraSpec], fuse: bool = True) -> list[str]:
+def apply_loras(pipe, loras: list[LoraSpec], fuse: bool = True, unload: bool = True) -> list[str]:
     """Load ``loras`` as named adapters with their weights; optionally fuse them into the weights.
 
     Fusing bakes ``sum(weight_i * delta_i)`` into the UNet/text-encoder weights (same outputs as
     the unfused adapters within float error, no per-step LoRA overhead). Returns adapter names.
+    With ``unload=False`` the (merged, inactive) adapter layers stay, so :func:`remove_loras` can
+    restore the base weights later and a cached pipeline can switch to another LoRA set.
     """
     active = [lo for lo in loras if lo is not None]
     if not active:
@@ -52,9 +54,21 @@ def apply_loras(pipe, loras: list[LoraSpec], fuse: bool = True) -> list[str]:
             pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name=lo.name)
         except (ValueError, KeyError, RuntimeError) as e:
             raise InputError(lo.path, f"not a LoRA for this base model ({str(e).splitlines()[0][:160]})") from None
+        # diffusers only logs "No LoRA keys associated ..." for a file without matching weights
+        loaded = {n for names in pipe.get_list_adapters().values() for n in names}
+        if lo.name not in loaded:
+            raise InputError(lo.path, "no LoRA weights for this base model's UNet or text encoder in this file")
     names = [lo.name for lo in active]
     pipe.set_adapters(names, adapter_weights=[float(lo.weight) for lo in active])
     if fuse:
         pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
-        pipe.unload_lora_weights()
+        if unload:
+            pipe.unload_lora_weights()
     return names
+
+
+def remove_loras(pipe, fused: bool = True) -> None:
+    """Undo :func:`apply_loras` (``unload=False``): unfuse the adapters if they were fused, then drop them."""
+    if fused:
+        pipe.unfuse_lora()
+    pipe.unload_lora_weights()

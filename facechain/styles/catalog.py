@@ -1,0 +1,168 @@
+"""Finding styles: shipped ones, the user's own, a YAML path, or an ad-hoc prompt (+ LoRA).
+
+Search order for ``--style NAME``: the user styles folder (``$FACECHAIN_HOME/styles``, so users
+can shadow a shipped style without touching code), then the shipped ``configs/styles``. A value
+that names an existing ``.yaml``/``.yml`` file is loaded from that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, FacechainError, InputError, ModelNotFoundError
+from ..models.store import ModelStore, default_store
+from ..paths import builtin_configs_dir, user_styles_dir
+from .style import Style, load_style_file, style_from_mapping
+
+log = logging.getLogger(__name__)
+
+
+def builtin_styles_dir() -> Path:
+    return builtin_configs_dir() / "styles"
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _style_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".yaml", ".yml") and not p.name.startswith("."))
+
+
+def list_styles(include_user: bool = True, strict: bool = False) -> list[Style]:
+    """Every style by name (user styles shadow shipped ones with the same name), sorted by name.
+
+    A broken user style file is skipped with a warning unless ``strict`` (shipped files must be valid).
+    """
+    found: dict[str, Style] = {}
+    for path in _style_files(builtin_styles_dir()):
+        style = load_style_file(path, origin="builtin")
+        found[_key(style.name)] = style
+    if include_user:
+        for path in _style_files(user_styles_dir()):
+            try:
+                style = load_style_file(path, origin="user")
+            except FacechainError as e:
+                if strict:
+                    raise
+                log.warning("skipping style file %s", e)
+                continue
+            found[_key(style.name)] = style
+    return sorted(found.values(), key=lambda s: _key(s.name))
+
+
+def find_style(name_or_path: str | Path) -> Style:
+    """A style by name (user folder first, then shipped) or from a YAML file path."""
+    text = str(name_or_path)
+    p = Path(text).expanduser()
+    if p.suffix.lower() in (".yaml", ".yml") or p.is_file():
+        return load_style_file(p, origin="file")
+    wanted = _key(text)
+    for origin, folder in (("user", user_styles_dir()), ("builtin", builtin_styles_dir())):
+        for path in _style_files(folder):
+            if _key(path.stem) == wanted:
+                return load_style_file(path, origin=origin)
+    styles = list_styles()
+    for style in styles:
+        if _key(style.name) == wanted:
+            return style
+    names = [s.name for s in styles]
+    close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "run 'facechain styles' to list them"
+    raise InputError(text, f"no such style ({hint})")
+
+
+def resolve_style(
+    style: str | Path | Style | None = None,
+    *,
+    style_prompt: str | None = None,
+    style_lora: str | Path | None = None,
+    style_weight: float | None = None,
+    default: str | None = None,
+) -> Style:
+    """The style a run uses: ``style`` (name, file or :class:`Style`) with ``style_*`` overrides applied.
+
+    Without ``style``, ``style_prompt`` makes an ad-hoc style (prompt-only, or with ``style_lora``);
+    with neither, the ``default`` style name is used.
+    """
+    if isinstance(style, Style):
+        base = style
+    elif style is not None:
+        base = find_style(style)
+    elif style_prompt is not None:
+        base = style_from_mapping({"name": "custom", "prompt": style_prompt}, "--style-prompt", origin="adhoc")
+    elif style_lora is not None:
+        raise ConfigError("--style-lora needs --style-prompt (an ad-hoc style) or --style (to replace that style's LoRA)")
+    elif default:
+        base = find_style(default)
+    else:
+        raise ConfigError("no style given: pass --style NAME|FILE or --style-prompt TEXT")
+    changes: dict[str, Any] = {}
+    if style_prompt is not None and base.prompt != style_prompt:
+        changes["prompt"] = style_from_mapping({"name": base.name, "prompt": style_prompt}, "--style-prompt").prompt
+    if style_lora is not None:
+        lora = str(style_lora)
+        if Path(lora).expanduser().exists():
+            lora = str(Path(lora).expanduser().resolve())
+        changes["style_lora"] = lora
+    if style_weight is not None:
+        changes["style_weight"] = float(style_weight)
+    return dataclasses.replace(base, **changes) if changes else base
+
+
+# --- what `facechain styles` shows --------------------------------------------------------------
+
+
+@dataclass
+class StyleStatus:
+    style: Style
+    base_present: bool | None  # None: the style uses the identity's base model
+    lora_present: bool | None  # None: prompt-only
+
+    @property
+    def ready(self) -> bool:
+        return self.base_present is not False and self.lora_present is not False
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.style.to_json(), "base_present": self.base_present, "lora_present": self.lora_present, "ready": self.ready}
+
+
+def reference_present(reference: str, store: ModelStore | None = None) -> bool:
+    """Whether a model reference resolves to local files without downloading."""
+    store = store or default_store()
+    try:
+        return store.resolve(reference, download=False).exists()
+    except (ModelNotFoundError, ValueError):
+        return False
+
+
+def style_status(styles: list[Style] | None = None, store: ModelStore | None = None) -> list[StyleStatus]:
+    store = store or default_store()
+    rows = []
+    for s in styles if styles is not None else list_styles():
+        base = None if s.base_model is None else reference_present(s.base_model, store)
+        lora = None if s.style_lora is None else reference_present(s.style_lora, store)
+        rows.append(StyleStatus(s, base, lora))
+    return rows
+
+
+def download_style_models(names: list[str], store: ModelStore | None = None) -> list[tuple[str, Path]]:
+    """Fetch the base model and style LoRA of each named style (nothing is fetched at start-up)."""
+    from .models import resolve_style_lora
+
+    store = store or default_store()
+    done = []
+    for name in names:
+        s = find_style(name)
+        if s.base_model:
+            done.append((f"{s.name} base model", store.resolve(s.base_model, name=f"{s.name} base model")))
+        if s.style_lora:
+            done.append((f"{s.name} style LoRA", resolve_style_lora(s.style_lora, store, label=f"{s.name} style LoRA")))
+    return done
