@@ -1,0 +1,70 @@
+"""``facechain inpaint TEMPLATE --person NAME [--person NAME2 ...] [--face-index i ...] --output DIR``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser(
+        "inpaint", parents=[common],
+        help="put trained people into a template photo (two-stage inpainting)",
+        description="Replace faces of a template photo by trained people, keeping its composition, lighting and "
+                    "clothes (FaceChain paper, section 2.5). Faces are numbered left to right: see "
+                    "'facechain faces TEMPLATE'. Without --face-index the N people replace the N largest faces, "
+                    "left to right.",
+    )
+    p.add_argument("template", help="the template photo")
+    p.add_argument("--person", action="append", metavar="NAME",
+                   help="trained identity (name or folder); repeat for several faces (default: newest identity)")
+    p.add_argument("--face-index", action="append", type=int, metavar="I",
+                   help="face to replace (left-to-right number); repeat, one per --person, in the same order")
+    p.add_argument("-o", "--output", default="inpaint-results", help="output folder (default: ./inpaint-results)")
+    p.add_argument("--config", dest="config_file", metavar="YAML", help="config file with an 'inpaint:' section")
+    p.add_argument("-n", "--num-images", type=int, help="candidates per face, ranked by similarity (default 2)")
+    p.add_argument("--seed", type=int, help="random seed (candidate k uses seed + k)")
+    p.add_argument("--style", help="style whose prompt to use (name or YAML file)")
+    p.add_argument("--prompt", help="extra prompt text after the trigger word")
+    p.add_argument("--negative-prompt", help="negative prompt (default: facechain's)")
+    p.add_argument("--strength", type=float, help="stage-2 denoising strength from the template latent (default 0.65)")
+    p.add_argument("--steps", type=int, help="diffusion steps (default 30)")
+    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default 7)")
+    p.add_argument("--resolution", type=int, help="side of the square work crop SD sees (default 512)")
+    p.add_argument("--face-weight", type=float, help="face LoRA weight (default 0.95)")
+    p.add_argument("--base-model", help="base model: folder, .safetensors or hub id (default: the identity's)")
+    p.add_argument("--openpose-controlnet", help="OpenPose ControlNet: folder or hub id (registry: openpose-controlnet)")
+    p.add_argument("--canny-controlnet", help="Canny ControlNet: folder or hub id (registry: canny-controlnet)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", help="auto (default: fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16")
+    p.add_argument("--min-face-size", type=int, help="refuse template faces smaller than this, px (default 48)")
+    p.add_argument("--mask", choices=["head", "landmarks"],
+                   help="region to redraw: head (face + hair, default) or landmarks (face hull + forehead; keeps the hair)")
+    p.add_argument("--no-seam-correction", dest="seam_correction", action="store_const", const=False,
+                   help="do not add the VAE round-trip error back when pasting (for comparison)")
+    p.add_argument("--no-fusion", dest="fuse_faces", action="store_const", const=False,
+                   help="skip face fusion after the two stages")
+    p.add_argument("--save-intermediates", action="store_const", const=True,
+                   help="also write every stage's images (crops, masks, control images, candidates)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inpainting.api import inpaint
+
+    result = inpaint(
+        args.template, args.person, face_index=args.face_index, output=args.output, config_file=args.config_file,
+        num_images=args.num_images, seed=args.seed, style=args.style, prompt=args.prompt,
+        negative_prompt=args.negative_prompt, strength=args.strength, steps=args.steps,
+        guidance_scale=args.guidance_scale, resolution=args.resolution, face_weight=args.face_weight,
+        base_model=args.base_model, openpose_controlnet=args.openpose_controlnet,
+        canny_controlnet=args.canny_controlnet, device=args.device, dtype=args.dtype,
+        min_face_size=args.min_face_size, mask=args.mask, seam_correction=args.seam_correction, fuse_faces=args.fuse_faces,
+        save_intermediates=args.save_intermediates,
+    )
+    # Warnings were logged as they happened (and are kept in inpaint.json).
+    for path, rec in zip(result.images, result.records):
+        sim = "n/a" if rec["similarity"] is None else f"{rec['similarity']:.3f}"
+        faces = ", ".join(f"face {f['face_index']}={f['person']}" for f in rec["faces"])
+        print(f"{path}  similarity {sim}  ({faces})")
+    print(f"summary: {result.summary_path}")
+    return 0

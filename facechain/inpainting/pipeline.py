@@ -1,0 +1,439 @@
+"""``TemplatePortraitPipeline``: the paper's two-stage inpainting of a person into a template photo.
+
+Per target face of the template (section 2.5 of the FaceChain paper):
+
+1. **crop** a square around the face (the face a fixed share of it) and bring it to the model's
+   resolution, so huge templates and group photos work the same way;
+2. **stage 1** – text-to-image with the person's face LoRA under an OpenPose ControlNet showing
+   the template's body pose (bones only), face fusion, 68 landmarks of the drawn face;
+3. **warp** those landmarks onto the template face with an affine fit (M: L_ID -> L_template);
+4. **stage 2** – inpaint the dilated face region of the template crop (strength ~0.65 from the
+   template latent) with two ControlNets: OpenPose on the warped landmarks, Canny on the template's
+   edges outside the face; face fusion again;
+5. **rank** the candidates by identity similarity to the person;
+6. **paste** back inside the soft mask only, with the VAE round-trip error added back (no seam).
+
+Components are injected (diffusers style): the two diffusion pipelines share one UNet, VAE and
+text encoder (``from_pipe``); each person's LoRA is loaded as an adapter for that person's faces
+and unloaded afterwards, so the base weights are never modified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..identity import Identity
+from ..types import Face
+from .components import FaceFuser, SimilarityRanker
+from .config import InpaintConfig
+from .control import BodyPoseSource, canny_outside, stage1_pose_image, stage2_pose_image
+from .geometry import CropBox, LandmarkWarp, resize_to, square_crop_box, warp_landmarks
+from .masks import FaceMask, HeadRegion, build_face_mask
+from .seam import SeamReport, composite, corrected_crop, measure_seam, to_uint8, vae_round_trip
+from .template_faces import TemplateFace
+
+log = logging.getLogger(__name__)
+
+#: Head region of a template crop: (crop RGB, 68 landmarks in crop pixels) -> bool mask.
+Segmenter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+# --- values handed from stage to stage ---------------------------------------------------------
+
+
+@dataclass
+class PersonJob:
+    """One template face and the trained person who replaces it."""
+
+    face: TemplateFace
+    identity: Identity
+    prompt: str
+    negative_prompt: str
+    face_photo: np.ndarray | None = None  # the identity's template face: fusion source
+    face_photo_face: Face | None = None
+    reference_embedding: np.ndarray | None = None  # for similarity ranking
+
+
+@dataclass
+class WorkCrop:
+    """The template around one face, at crop size (S) and at the model's resolution (R)."""
+
+    box: CropBox
+    pixels: np.ndarray  # (S, S, 3) uint8, the template's own pixels
+    model_input: np.ndarray  # (R, R, 3) uint8
+    landmarks: np.ndarray  # template face's 68 landmarks in R pixels
+    face_box: np.ndarray  # template face box (x1, y1, x2, y2) in R pixels
+    mask: FaceMask  # at S: what is pasted back, and how softly
+    model_mask: np.ndarray  # bool (R, R): what the diffusion model repaints
+    round_trip: np.ndarray | None  # float (R, R, 3): decode(encode(model_input)), for the seam correction
+
+
+@dataclass
+class Stage1Result:
+    pose_image: np.ndarray
+    pose_source: str  # "body" (skeleton) or "face-landmarks" (no body-pose model / no body found)
+    raw: np.ndarray  # text-to-image output
+    image: np.ndarray  # after face fusion
+    fused: bool
+    landmarks: np.ndarray | None  # 68 points of the drawn face; None: no face detected
+
+
+@dataclass
+class Candidate:
+    seed: int
+    raw: np.ndarray  # stage-2 output (R, R, 3) uint8
+    image: np.ndarray  # after face fusion
+    fused: bool
+    similarity: float | None = None
+    rank_ok: bool = False
+    rank_reason: str = ""
+
+
+@dataclass
+class FaceResult:
+    job: PersonJob
+    crop: WorkCrop
+    stage1: Stage1Result
+    warp: LandmarkWarp
+    pose_image: np.ndarray  # stage-2 OpenPose condition (warped landmarks)
+    canny_image: np.ndarray  # stage-2 Canny condition (edges outside the face)
+    candidates: list[Candidate]  # ranked, best first
+
+
+@dataclass
+class PastedFace:
+    face_index: int
+    person: str
+    seed: int
+    similarity: float | None
+    seam: SeamReport
+
+
+@dataclass
+class Portrait:
+    """One finished template portrait (every target face replaced)."""
+
+    image: np.ndarray
+    rank: int
+    faces: list[PastedFace]
+
+    @property
+    def similarity(self) -> float | None:
+        sims = [f.similarity for f in self.faces if f.similarity is not None]
+        return float(np.mean(sims)) if sims else None
+
+
+@dataclass
+class InpaintOutcome:
+    portraits: list[Portrait]  # best first
+    faces: list[FaceResult]
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (LoRA, crop, stage1, ...)
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+def _timed(name: str):
+    """Accumulate the wall time of a pipeline step into ``self.timings[name]`` (seconds)."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def inner(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+        return inner
+
+    return wrap
+
+
+class TemplatePortraitPipeline:
+    """Two-stage template inpainting with injected components (see the module docstring)."""
+
+    def __init__(
+        self,
+        text2img,
+        inpaint,
+        analyzer,
+        *,
+        config: InpaintConfig | None = None,
+        fuser: FaceFuser | None = None,
+        ranker: SimilarityRanker | None = None,
+        body_pose: BodyPoseSource | None = None,
+        segmenter: Segmenter | None = None,
+    ):
+        self.text2img = text2img  # StableDiffusionControlNetPipeline (OpenPose ControlNet)
+        self.inpaint = inpaint  # StableDiffusionControlNetInpaintPipeline ([OpenPose, Canny])
+        self.analyzer = analyzer
+        self.config = config or InpaintConfig()
+        self.fuser = fuser or FaceFuser(analyzer)
+        self.ranker = ranker or SimilarityRanker(analyzer)
+        self.body_pose = body_pose or BodyPoseSource()
+        self.segmenter = segmenter  # head region for config.mask == "head" (default: HeadRegion)
+        self.warnings: list[str] = []
+        self.timings: dict[str, float] = {}
+        for pipe in (text2img, inpaint):
+            pipe.set_progress_bar_config(disable=True)
+
+    @classmethod
+    def from_models(
+        cls,
+        base_model: str | Path,
+        openpose_controlnet: str | Path,
+        canny_controlnet: str | Path,
+        *,
+        analyzer,
+        config: InpaintConfig | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        store=None,
+        **components,
+    ) -> "TemplatePortraitPipeline":
+        """Load the base model and both ControlNets once; the inpainting pipeline shares the UNet."""
+        from diffusers import (MultiControlNetModel, StableDiffusionControlNetInpaintPipeline,
+                               StableDiffusionControlNetPipeline)
+
+        from ..diffusion.device import resolve_device, resolve_dtype
+        from ..diffusion.loading import load_controlnet, load_sd_pipeline
+
+        dev = resolve_device(device)
+        dt = resolve_dtype(dev, dtype)
+        openpose = load_controlnet(openpose_controlnet, dtype=dt, store=store, name="openpose-controlnet")
+        canny = load_controlnet(canny_controlnet, dtype=dt, store=store, name="canny-controlnet")
+        text2img = load_sd_pipeline(base_model, StableDiffusionControlNetPipeline, dtype=dt, store=store,
+                                    controlnet=openpose)
+        inpaint = StableDiffusionControlNetInpaintPipeline.from_pipe(
+            text2img, controlnet=MultiControlNetModel([openpose, canny]))
+        text2img.to(dev)
+        inpaint.to(dev)
+        return cls(text2img, inpaint, analyzer, config=config, **components)
+
+    def with_config(self, config: InpaintConfig) -> "TemplatePortraitPipeline":
+        """The same models and components under another configuration."""
+        clone = copy.copy(self)
+        clone.config = config
+        clone.warnings, clone.timings = [], {}
+        return clone
+
+    # -- the story ------------------------------------------------------------------------------
+    def __call__(self, template: np.ndarray, jobs: list[PersonJob], *, num_images: int = 1, seed: int = 0,
+                 progress: bool = True) -> InpaintOutcome:
+        """Replace each job's template face by its person; ``num_images`` ranked portraits."""
+        self.warnings, self.timings = [], {}
+        bar = tqdm(total=len(jobs) * (1 + num_images), desc="inpaint", unit="step", disable=not progress, leave=False)
+        results = []
+        for job in jobs:
+            with self.person_lora(job.identity):
+                crop = self.work_crop(template, job.face)
+                stage1 = self.stage1(crop, job, seed)
+                bar.update()
+                warp = self.warp(stage1, crop, job)
+                pose_image, canny_image = self.stage2_conditions(crop, warp)
+                candidates = []
+                for k in range(num_images):
+                    candidates.append(self.stage2(crop, pose_image, canny_image, job, seed + k))
+                    bar.update()
+            ranked = self.rank(candidates, crop, job)
+            results.append(FaceResult(job, crop, stage1, warp, pose_image, canny_image, ranked))
+        bar.close()
+        portraits = [self.paste(template, results, k) for k in range(num_images)]
+        return InpaintOutcome(portraits, results, list(self.warnings), dict(self.timings))
+
+    # -- steps ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def person_lora(self, identity: Identity) -> Iterator[None]:
+        """The person's face LoRA fused into the shared UNet/text encoder for this block, then removed.
+
+        Both diffusion pipelines share those modules (``from_pipe``), so loading into one serves both;
+        unfusing and unloading afterwards gives the next person the base weights back.
+        """
+        from ..generation.lora import LoraSpec, apply_loras, remove_loras
+
+        start = time.perf_counter()
+        apply_loras(self.text2img, [LoraSpec("face", identity.lora_path, self.config.face_weight)], fuse=True, unload=False)
+        self.timings["lora"] = self.timings.get("lora", 0.0) + time.perf_counter() - start
+        try:
+            yield
+        finally:
+            start = time.perf_counter()
+            remove_loras(self.text2img)
+            self.timings["lora"] += time.perf_counter() - start
+
+    @_timed("crop")
+    def work_crop(self, template: np.ndarray, tface: TemplateFace) -> WorkCrop:
+        cfg = self.config
+        res = cfg.resolution
+        box = square_crop_box(tface.face, template.shape, cfg.crop_face_share)
+        pixels = box.cut(template).copy()
+        lm_crop = box.to_crop(tface.face.landmarks68)
+        region = self.head_region(pixels, lm_crop) if cfg.mask == "head" else None
+        mask = build_face_mask(pixels.shape[:2], lm_crop, tface.size, dilate=cfg.mask_dilate,
+                               feather=cfg.mask_feather, forehead=cfg.forehead, region=region)
+        model_input = resize_to(pixels, res)
+        round_trip = vae_round_trip(self.inpaint.vae, model_input) if cfg.seam_correction else None
+        return WorkCrop(
+            box=box, pixels=pixels, model_input=model_input,
+            landmarks=box.to_crop(tface.face.landmarks68, res),
+            face_box=box.to_crop(tface.face.bbox.reshape(2, 2), res).ravel(),
+            mask=mask, model_mask=_resize_mask(mask.hard, res), round_trip=round_trip,
+        )
+
+    def head_region(self, pixels: np.ndarray, lm_crop: np.ndarray) -> np.ndarray:
+        """Face + hair of the template crop (``mask: head``), the landmark hull always included."""
+        if self.segmenter is None:
+            self.segmenter = HeadRegion(forehead=self.config.forehead)
+        return self.segmenter(pixels, lm_crop)
+
+    @_timed("stage1")
+    def stage1(self, crop: WorkCrop, job: PersonJob, seed: int) -> Stage1Result:
+        """The person drawn in the template's body pose: gives the face structure (landmarks)."""
+        cfg = self.config
+        res = cfg.resolution
+        face_s = Face(bbox=crop.box.to_crop(job.face.face.bbox.reshape(2, 2)).ravel(), score=job.face.face.score)
+        scale = res / crop.box.side
+        body = _target_body(self.body_pose.estimate(crop.pixels, faces=[face_s]), face_s.center)
+        bodies = [] if body is None else [_scaled_body(body, scale)]
+        if self.body_pose.unavailable and not any("body pose" in w for w in self.warnings):
+            self._warn(f"body pose unavailable ({self.body_pose.unavailable}); stage 1 uses the face landmarks only")
+        pose_image, pose_source = stage1_pose_image(res, bodies, crop.landmarks)
+        raw = self.text2img(
+            prompt=job.prompt, negative_prompt=job.negative_prompt, image=Image.fromarray(pose_image),
+            height=res, width=res, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+            controlnet_conditioning_scale=cfg.stage1_pose_scale, generator=_generator(seed), output_type="np",
+        ).images[0]
+        raw = to_uint8(raw * 255.0)
+        fused = self._fuse(raw, job)
+        faces = self.analyzer.analyze(fused.image, landmarks=True)
+        return Stage1Result(pose_image, pose_source, raw, fused.image, fused.fused,
+                            faces[0].landmarks68 if faces else None)
+
+    @_timed("warp")
+    def warp(self, stage1: Stage1Result, crop: WorkCrop, job: PersonJob) -> LandmarkWarp:
+        """Stage 1's landmarks mapped onto the template face; the template's own if none were found."""
+        if stage1.landmarks is None:
+            self._warn(f"face {job.face.index} ({job.identity.name}): stage 1 drew no detectable face; "
+                       "using the template's own landmarks for stage 2")
+            return LandmarkWarp(crop.landmarks.copy(), None, "template")
+        return warp_landmarks(stage1.landmarks, crop.landmarks)
+
+    @_timed("stage2")
+    def stage2_conditions(self, crop: WorkCrop, warp: LandmarkWarp) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        pose = stage2_pose_image(cfg.resolution, warp.landmarks)
+        canny = canny_outside(crop.model_input, crop.model_mask, cfg.canny_low, cfg.canny_high)
+        return pose, canny
+
+    @_timed("stage2")
+    def stage2(self, crop: WorkCrop, pose_image: np.ndarray, canny_image: np.ndarray, job: PersonJob,
+               seed: int) -> Candidate:
+        """Inpaint the dilated face region from the template latent, guided by pose + edges."""
+        cfg = self.config
+        res = cfg.resolution
+        raw = self.inpaint(
+            prompt=job.prompt, negative_prompt=job.negative_prompt, image=Image.fromarray(crop.model_input),
+            mask_image=Image.fromarray(crop.model_mask.astype(np.uint8) * 255),
+            control_image=[Image.fromarray(pose_image), Image.fromarray(canny_image)],
+            height=res, width=res, strength=cfg.strength, num_inference_steps=cfg.steps,
+            guidance_scale=cfg.guidance_scale,
+            controlnet_conditioning_scale=[cfg.stage2_pose_scale, cfg.stage2_canny_scale],
+            generator=_generator(seed), output_type="np",
+        ).images[0]
+        raw = to_uint8(raw * 255.0)
+        fused = self._fuse(raw, job)
+        return Candidate(seed, raw, fused.image, fused.fused)
+
+    @_timed("rank")
+    def rank(self, candidates: list[Candidate], crop: WorkCrop, job: PersonJob) -> list[Candidate]:
+        """Best first by identity similarity, judged on a patch around the face (no neighbours)."""
+        patches = [_face_patch(c.image, crop.face_box) for c in candidates]
+        ranked = self.ranker(patches, job.reference_embedding)
+        out = []
+        for r in ranked:
+            c = candidates[r.index]
+            c.similarity, c.rank_ok, c.rank_reason = r.similarity, r.ok, r.reason
+            out.append(c)
+        return out
+
+    @_timed("paste")
+    def paste(self, template: np.ndarray, results: list[FaceResult], k: int) -> Portrait:
+        """Portrait ``k``: every face's k-th best candidate pasted in with the seam correction."""
+        canvas = template.copy()
+        pasted = []
+        for res in results:
+            cand = res.candidates[k]
+            corrected, uncorrected = corrected_crop(cand.image, res.crop.pixels, res.crop.round_trip)
+            seam = measure_seam(res.crop.pixels, None if res.crop.round_trip is None else corrected, uncorrected,
+                                res.crop.mask)
+            composite(canvas, res.crop.box, corrected, res.crop.mask)
+            pasted.append(PastedFace(res.job.face.index, res.job.identity.name, cand.seed, cand.similarity, seam))
+        return Portrait(canvas, k, pasted)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _fuse(self, image: np.ndarray, job: PersonJob):
+        from .components import Fused
+
+        if not self.config.fuse_faces or job.face_photo is None:
+            return Fused(image, False, "fusion off")
+        return self.fuser(image, job.face_photo, job.face_photo_face)
+
+    def _warn(self, message: str) -> None:
+        log.warning(message)
+        self.warnings.append(message)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def _resize_mask(mask: np.ndarray, side: int) -> np.ndarray:
+    """Resize a bool mask so that every pixel touched by the mask stays in it."""
+    m = mask.astype(np.float32)
+    interp = cv2.INTER_AREA if side < mask.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(m, (side, side), interpolation=interp) > 1e-3
+
+
+def _target_body(bodies: list, face_centre: np.ndarray):
+    """The body whose head (nose, eyes, neck) is nearest the target face: stage 1 draws one person."""
+    best, best_d = None, np.inf
+    for body in bodies:
+        head = [i for i in (0, 14, 15, 1) if body.scores[i] > 0]
+        if not head:
+            continue
+        d = float(np.linalg.norm(body.keypoints[head].mean(axis=0) - face_centre))
+        if d < best_d:
+            best, best_d = body, d
+    return best
+
+
+def _scaled_body(body, scale: float):
+    from ..pose.skeleton import BodyPose
+
+    return BodyPose(body.keypoints * scale, body.scores)
+
+
+def _face_patch(image: np.ndarray, face_box: np.ndarray, grow: float = 1.8) -> np.ndarray:
+    """The face box grown by ``grow`` (square, clipped): enough context for a face detector."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = face_box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half = max(x2 - x1, y2 - y1) * grow / 2
+    a, b = int(max(0, cx - half)), int(min(w, cx + half))
+    c, d = int(max(0, cy - half)), int(min(h, cy + half))
+    return np.ascontiguousarray(image[c:d, a:b])
