@@ -173,3 +173,17 @@ def test_tiny_models_have_real_architectures(tiny_sd_dir):
     img = pipe("a photo", num_inference_steps=2, height=64, width=64, output_type="np",
                generator=torch.Generator().manual_seed(0)).images
     assert img.shape == (1, 64, 64, 3) and np.isfinite(img).all()
+
+
+def test_pyproject_lists_every_package_and_ships_configs():
+    import tomllib
+
+    from facechain.paths import builtin_configs_dir
+
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    listed = set(data["tool"]["setuptools"]["packages"])
+    root = Path(__file__).resolve().parents[1]
+    found = {str(p.parent.relative_to(root)).replace("/", ".") for p in (root / "facechain").rglob("__init__.py")}
+    assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"
+    assert data["tool"]["setuptools"]["package-dir"]["facechain.configs"] == "configs"
+    assert len(list((builtin_configs_dir() / "styles").glob("*.yaml"))) >= 30
