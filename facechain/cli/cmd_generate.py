@@ -22,6 +22,11 @@ def register(sub, common) -> None:
     g.add_argument("--face-weight", type=float, metavar="W", help="face LoRA weight (default: the style's, else 0.95)")
     g.add_argument("--face-lora", metavar="FILE", help="use this face LoRA .safetensors instead of the identity's")
     g.add_argument("--negative-prompt", metavar="TEXT", help="replace the style's negative prompt")
+    f = p.add_argument_group("train-free identity (FACT face adapter, instead of --person)")
+    f.add_argument("--photo", action="append", metavar="IMAGE",
+                   help="a photo of the person (repeat for several photos of one person); no training needed")
+    f.add_argument("--adapter", metavar="REF", help="FACT adapter folder or hub id (default: the registry's fact-adapter)")
+    f.add_argument("--adapter-scale", type=float, metavar="S", help="identity fidelity (1) vs freedom (0) (default 0.5)")
     s = p.add_argument_group("sampling")
     s.add_argument("-n", "--num-images", type=int, metavar="N", help="portraits to generate (default 4)")
     s.add_argument("--batch-size", type=int, metavar="B", help="images per denoising batch (default 1; more is faster on big GPUs)")
@@ -56,7 +61,7 @@ def register(sub, common) -> None:
     p.set_defaults(func=run)
 
 
-_OPTIONS = ("person", "style", "style_prompt", "style_lora", "style_weight", "face_weight", "face_lora", "negative_prompt",
+_OPTIONS = ("person", "photo", "adapter", "adapter_scale", "style", "style_prompt", "style_lora", "style_weight", "face_weight", "face_lora", "negative_prompt",
             "num_images", "batch_size", "seed", "steps", "guidance", "size", "sampler", "base_model", "openpose_controlnet",
             "fuse_lora", "pose", "pose_strength", "fusion", "fusion_strength", "strict", "min_face_fraction", "device", "dtype",
             "cpu_offload", "vae_tiling", "vae_slicing", "output")

@@ -27,7 +27,7 @@ from ..diffusion.device import resolve_device, resolve_dtype
 from ..errors import ConfigError, FacechainError, InputError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image
-from ..models.registry import MODELS
+from ..models.registry import DEFAULT_BASE_MODEL, MODELS
 from ..models.store import ModelStore, default_store
 from ..postprocess.fusion import FUSION_BACKENDS
 from ..styles import Style, parse_size, resolve_style, resolve_style_lora
@@ -78,6 +78,10 @@ def _check(cfg: GenerateConfig) -> None:
         raise ConfigError(f"--steps must be at least 1, got {cfg.steps}")
     if cfg.guidance is not None and cfg.guidance < 0:
         raise ConfigError(f"--guidance must not be negative, got {cfg.guidance}")
+    if cfg.photo and (cfg.person or cfg.face_lora):
+        raise ConfigError("--photo (train-free FACT) replaces --person/--face-lora; give one or the other")
+    if cfg.adapter_scale is not None and not 0.0 <= cfg.adapter_scale <= 2.0:
+        raise ConfigError(f"--adapter-scale must be between 0 and 2, got {cfg.adapter_scale}")
     if cfg.seed is not None and not 0 <= cfg.seed < 2**63 - cfg.num_images:
         raise ConfigError(f"--seed must be a non-negative integer, got {cfg.seed}")
     out = Path(cfg.output) if cfg.output else None
@@ -91,6 +95,24 @@ def _pose_condition(pose: str | Path | np.ndarray, size: tuple[int, int]) -> np.
 
     image = np.asarray(pose, dtype=np.uint8) if isinstance(pose, np.ndarray) else load_image(pose)
     return pose_condition_from_image(image, size=size)
+
+
+def photo_identity(photos: list[str], analyzer: Any = None) -> Identity:
+    """A stand-in identity for train-free (FACT) portraits: no face LoRA; the trigger word comes from
+    the first photo's gender and age (the paper's table) and that photo is the template face."""
+    from ..perception import get_analyzer
+    from ..perception.attributes import combine_attributes
+
+    genders, ages = [], []
+    for photo in photos:
+        faces = (analyzer or get_analyzer()).analyze(load_image(photo), attributes=True, max_faces=1)
+        if not faces:
+            raise InputError(photo, "no face found in this photo (FACT needs one clearly visible face)")
+        genders.append(faces[0].gender)
+        ages.append(faces[0].age)
+    first = Path(photos[0])
+    return Identity(name=f"photo:{first.stem}", base_model=DEFAULT_BASE_MODEL, path=first.parent, lora_file="",
+                    template_face=first.name, trigger_word=combine_attributes(genders, ages).trigger_word)
 
 
 def _template(identity: Identity) -> np.ndarray | None:
@@ -114,7 +136,7 @@ class RunPlan:
     sampler: str
     base_model: str  # the reference as given
     base_path: Path  # where the model store found it
-    face_lora: Path
+    face_lora: Path | None  # None: train-free (FACT face tokens instead)
     face_weight: float
     loras: list[LoraSpec]  # what gets fused (weight-0 LoRAs left out)
     seeds: list[int]
@@ -133,10 +155,13 @@ def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose:
     base_path = store.resolve(base_ref, name="base model")
     if base_ref != str(identity.base_model):
         log.info("face LoRA of '%s' was trained on %s; generating on %s", identity.name, identity.base_model, base_ref)
-    face_lora = Path(cfg.face_lora).expanduser() if cfg.face_lora else identity.lora_path
-    if not face_lora.exists():
-        raise InputError(face_lora, "face LoRA not found")
-    loras = [LoraSpec("face", face_lora, face_weight)]
+    loras: list[LoraSpec] = []
+    face_lora = None
+    if not cfg.photo:  # with --photo the FACT adapter carries the identity
+        face_lora = Path(cfg.face_lora).expanduser() if cfg.face_lora else identity.lora_path
+        if not face_lora.exists():
+            raise InputError(face_lora, "face LoRA not found")
+        loras.append(LoraSpec("face", face_lora, face_weight))
     if the_style.style_lora:
         path = resolve_style_lora(the_style.style_lora, store, label=f"style LoRA of '{the_style.name}'")
         loras.append(LoraSpec("style", path, the_style.style_weight))
@@ -188,7 +213,8 @@ def run_settings(plan: RunPlan, cfg: GenerateConfig, pipes: Pipelines) -> dict[s
         "identity": plan.identity.name, "identity_path": str(plan.identity.path), "trigger_word": plan.identity.trigger_word,
         "style": style.name, "style_origin": style.origin, "style_file": str(style.path) if style.path else None,
         "prompt": plan.prompts.prompt, "negative_prompt": plan.prompts.negative_prompt,
-        "base_model": plan.base_model, "face_lora": str(plan.face_lora), "face_weight": plan.face_weight,
+        "base_model": plan.base_model, "face_lora": str(plan.face_lora) if plan.face_lora else None,
+        "face_weight": plan.face_weight if plan.face_lora else None,
         "style_lora": style.style_lora, "style_weight": style.style_weight if style.style_lora else None,
         "fused_lora": cfg.fuse_lora, "steps": plan.steps, "guidance": plan.guidance, "sampler": plan.sampler,
         "size": f"{plan.width}x{plan.height}", "batch_size": cfg.batch_size, "seeds": plan.seeds,
@@ -197,11 +223,12 @@ def run_settings(plan: RunPlan, cfg: GenerateConfig, pipes: Pipelines) -> dict[s
         "openpose_controlnet": pipes.controlnet_ref, "pose_strength": cfg.pose_strength if pose is not None else None,
         "fusion": cfg.fusion, "fusion_strength": cfg.fusion_strength if cfg.fusion != "none" else None, "strict": cfg.strict,
         "min_face_fraction": cfg.min_face_fraction, "config": config_to_dict(cfg),
+        "fact": None,
     }
 
 
 _PER_IMAGE = ("identity", "style", "prompt", "negative_prompt", "base_model", "face_lora", "face_weight", "style_lora",
-              "style_weight", "steps", "guidance", "sampler", "size", "pose")
+              "style_weight", "steps", "guidance", "sampler", "size", "pose", "fact")
 
 
 def to_portraits(out: GeneratedPortraits, settings: dict[str, Any], fusion_strength: float) -> list[Portrait]:
@@ -251,9 +278,20 @@ def generate(
     store = store or default_store()
 
     # 1. who, which look, which models; 2. the (cached, LoRA-fused) pipelines
-    identity = person if isinstance(person, Identity) else resolve_identity(cfg.person)
+    if cfg.photo:
+        identity = photo_identity(cfg.photo, analyzer)
+    else:
+        identity = person if isinstance(person, Identity) else resolve_identity(cfg.person)
     plan = plan_run(cfg, identity, style if isinstance(style, Style) else None, pose, store)
     pipes = build_pipelines(plan, cfg, store)
+    fact = None
+    if cfg.photo:  # train-free: FACT face tokens from the photos (after the style LoRA was fused)
+        from ..fact import FactSession
+        from ..fact.config import DEFAULT_SCALE_GENERATE
+
+        scale = DEFAULT_SCALE_GENERATE if cfg.adapter_scale is None else cfg.adapter_scale
+        fact = FactSession.from_photos(pipes.pipe, cfg.photo, adapter=cfg.adapter or "fact-adapter", scale=scale,
+                                       analyzer=analyzer, store=store)
 
     # 3. the paper's chain: prompt -> denoise -> fuse face -> rank
     warnings: list[str] = []
@@ -263,7 +301,7 @@ def generate(
     generator = PortraitGenerator(
         pipes.pipe, controlnet_pipe=pipes.controlnet_pipe, template_face=template, template_embedding=identity.embedding,
         analyzer=analyzer, fuser=None if cfg.fusion == "none" else cfg.fusion, fusion_strength=cfg.fusion_strength,
-        min_face_fraction=cfg.min_face_fraction, progress=progress,
+        min_face_fraction=cfg.min_face_fraction, progress=progress, fact=fact,
     )
     request = GenerationRequest(plan.prompts, plan.seeds, plan.width, plan.height, plan.steps, plan.guidance, cfg.batch_size,
                                 pipes.pose_condition, cfg.pose_strength)
@@ -272,6 +310,8 @@ def generate(
 
     # 4. results, best first, with their metadata; flagged ones kept last or dropped (--strict)
     settings = run_settings(plan, cfg, pipes)
+    if fact is not None:
+        settings["fact"] = fact.metadata()
     portraits = to_portraits(out, settings, cfg.fusion_strength)
     flagged = [p for p in portraits if not p.ok]
     reasons = "; ".join(sorted({p.reason or "flagged" for p in flagged}))

@@ -23,6 +23,10 @@ class GenerateConfig:
     face_weight: float | None = None
     face_lora: str | None = None  # replaces the identity's face LoRA file (e.g. an intermediate checkpoint)
     negative_prompt: str | None = None  # replaces the style's negative prompt
+    # train-free identity (FACT face adapter) instead of a trained face LoRA
+    photo: list[str] | None = None  # one or more photos of one person (16 face tokens each)
+    adapter: str | None = None  # FACT adapter reference (default: the registry's fact-adapter)
+    adapter_scale: float | None = None  # fidelity (1) vs freedom (0); default 0.5
     # sampling
     num_images: int = 4
     batch_size: int = 1

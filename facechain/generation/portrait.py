@@ -10,6 +10,7 @@ pipeline sharing its weights, the face analyzer and the face-fusion backend. Eac
 
 from __future__ import annotations
 
+import contextlib
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,8 +104,10 @@ class PortraitGenerator:
         fusion_strength: float = 1.0,
         min_face_fraction: float = MIN_FACE_FRACTION,
         progress: bool = True,
+        fact=None,
     ):
         self.pipe = pipe
+        self.fact = fact  # a facechain.fact.FactSession: face tokens instead of a face LoRA
         self.controlnet_pipe = controlnet_pipe
         self.template_face = template_face
         self.analyzer = analyzer
@@ -145,6 +148,9 @@ class PortraitGenerator:
                 prompt_embeds, negative_embeds = pipe.encode_prompt(
                     request.prompts.prompt, device, 1, cfg, negative_prompt=request.prompts.negative_prompt if cfg else None
                 )
+                if self.fact is not None:  # FACT: 16 face tokens per photo after the 77 text tokens
+                    emb = self.fact.append_face_tokens(prompt_embeds, negative_embeds if cfg else None)
+                    prompt_embeds, negative_embeds = emb["prompt_embeds"], emb["negative_prompt_embeds"]
             extra = {}
             if use_pose:
                 from PIL import Image
@@ -153,23 +159,30 @@ class PortraitGenerator:
             images: list[np.ndarray] = []
             seeds = list(request.seeds)
             bar = tqdm(total=len(seeds), desc="portraits", unit="img", disable=not self.progress, leave=False)
-            for start in range(0, len(seeds), max(1, request.batch_size)):
-                batch = seeds[start:start + max(1, request.batch_size)]
-                n = len(batch)
-                generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in batch]
-                with _timed(times, "denoising", device):
-                    latents = pipe(
-                        prompt_embeds=prompt_embeds.repeat(n, 1, 1),
-                        negative_prompt_embeds=negative_embeds.repeat(n, 1, 1) if cfg else None,
-                        num_inference_steps=request.steps, guidance_scale=request.guidance,
-                        width=request.width, height=request.height, generator=generators,
-                        output_type="latent", **extra,
-                    ).images
-                with _timed(times, "vae_decode", device):
-                    images.extend(decode_latents(pipe, latents))
-                bar.update(n)
+            face_adapter = self.fact.applied_to(pipe) if self.fact is not None else contextlib.nullcontext()
+            with face_adapter:
+                self._denoise_batches(pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar)
             bar.close()
         return images
+
+    def _denoise_batches(self, pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar) -> None:
+        """Seeded batches through the pipeline (latents out), each VAE-decoded into ``images``."""
+        device = pipe._execution_device
+        for start in range(0, len(seeds), max(1, request.batch_size)):
+            batch = seeds[start:start + max(1, request.batch_size)]
+            n = len(batch)
+            generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in batch]
+            with _timed(times, "denoising", device):
+                latents = pipe(
+                    prompt_embeds=prompt_embeds.repeat(n, 1, 1),
+                    negative_prompt_embeds=negative_embeds.repeat(n, 1, 1) if cfg else None,
+                    num_inference_steps=request.steps, guidance_scale=request.guidance,
+                    width=request.width, height=request.height, generator=generators,
+                    output_type="latent", **extra,
+                ).images
+            with _timed(times, "vae_decode", device):
+                images.extend(decode_latents(pipe, latents))
+            bar.update(n)
 
     def fuse_faces(self, images: list[np.ndarray], times: StageTimes) -> list[FusionResult | None]:
         """Blend the template face into each output (skipped without a template face or a fuser)."""
