@@ -1,4 +1,5 @@
-"""``facechain inpaint TEMPLATE --person NAME [--person NAME2 ...] [--face-index i ...] --output DIR``."""
+"""``facechain inpaint TEMPLATE --person NAME [--person NAME2 ...] [--face-index i ...] --output DIR``
+or ``facechain inpaint TEMPLATE --photo face.jpg [--photo face2.jpg] [--adapter-scale 0.55]`` (FACT, no training)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,19 @@ def register(sub, common) -> None:
         description="Replace faces of a template photo by trained people, keeping its composition, lighting and "
                     "clothes (FaceChain paper, section 2.5). Faces are numbered left to right: see "
                     "'facechain faces TEMPLATE'. Without --face-index the N people replace the N largest faces, "
-                    "left to right.",
+                    "left to right. With --photo (no training) the train-free FACT adapter draws the person of the "
+                    "photos into one face instead of a trained face LoRA.",
     )
     p.add_argument("template", help="the template photo")
     p.add_argument("--person", action="append", metavar="NAME",
                    help="trained identity (name or folder); repeat for several faces (default: newest identity)")
+    p.add_argument("--photo", action="append", metavar="FILE",
+                   help="photo of the person (instead of --person; FACT adapter, no training); repeat for several "
+                        "photos of the same person (16 face tokens each); replaces one face")
+    p.add_argument("--adapter", metavar="REF",
+                   help="FACT adapter for --photo: registry name, folder or file (default: fact-adapter)")
+    p.add_argument("--adapter-scale", type=float, metavar="F",
+                   help="FACT adapter strength for --photo (default 0.55; 0 = base model)")
     p.add_argument("--face-index", action="append", type=int, metavar="I",
                    help="face to replace (left-to-right number); repeat, one per --person, in the same order")
     p.add_argument("-o", "--output", default="inpaint-results", help="output folder (default: ./inpaint-results)")
@@ -52,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from ..inpainting.api import inpaint
 
     result = inpaint(
-        args.template, args.person, face_index=args.face_index, output=args.output, config_file=args.config_file,
+        args.template, args.person, photo=args.photo, adapter=args.adapter, adapter_scale=args.adapter_scale,
+        face_index=args.face_index, output=args.output, config_file=args.config_file,
         num_images=args.num_images, seed=args.seed, style=args.style, prompt=args.prompt,
         negative_prompt=args.negative_prompt, strength=args.strength, steps=args.steps,
         guidance_scale=args.guidance_scale, resolution=args.resolution, face_weight=args.face_weight,

@@ -1,9 +1,10 @@
 """``facechain.inpaint``: put trained people into a template photo (paper section 2.5).
 
 ``facechain inpaint TEMPLATE.jpg --person NAME [--person NAME2 ...] [--face-index i ...] --output DIR``
-is :func:`inpaint`; ``facechain faces TEMPLATE.jpg`` is :func:`template_faces`. Every user mistake
-(no face, a face index out of range, more people than faces, a face too small) is found before
-any model is loaded and raised as a one-line :class:`~facechain.errors.FacechainError`.
+is :func:`inpaint`; ``--photo face.jpg [--photo face2.jpg]`` puts one person given by photos into
+one face with the train-free FACT adapter instead of a trained face LoRA; ``facechain faces TEMPLATE.jpg`` is :func:`template_faces`. Every user mistake
+(no face, a face index out of range, more people than faces, a face too small, a photo without a
+face, a FACT adapter that is not there) is found before any diffusion model is loaded and raised as a one-line :class:`~facechain.errors.FacechainError`.
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ def inpaint(
     template: str | Path,
     person: str | Path | Sequence[str | Path] | None = None,
     *,
+    photo: str | Path | Sequence[str | Path] | None = None,
+    adapter: str | Path | None = None,
+    adapter_scale: float | None = None,
     face_index: int | Sequence[int] | None = None,
     output: str | Path = "inpaint-results",
     config_file: str | Path | None = None,
@@ -152,6 +156,9 @@ def inpaint(
     """Replace faces of ``template`` by trained people; write ranked portraits to ``output``.
 
     ``person``: identity names or folders, one per face (default: the newest identity).
+    ``photo``: instead of ``person``, one or more photos of one person for one face: the FACT
+    adapter (``adapter``, default registry ``fact-adapter``; ``adapter_scale`` default 0.55) gives
+    the likeness, the first photo is the fusion/ranking reference, its age/gender the trigger word.
     ``face_index``: which faces (left-to-right numbers, see :func:`template_faces`), one per person;
     default: the N largest faces, assigned to the people from left to right.
     Outputs ``output/NNNN.png`` (numbering continues after existing files; nothing is overwritten)
@@ -165,6 +172,7 @@ def inpaint(
         device=device, dtype=dtype, crop_face_share=crop_face_share, min_face_size=min_face_size,
         mask=mask, mask_dilate=mask_dilate, mask_feather=mask_feather, seam_correction=seam_correction,
         fuse_faces=fuse_faces, save_intermediates=save_intermediates,
+        adapter=None if adapter is None else str(adapter), adapter_scale=adapter_scale,
     )
     cfg = _config(config_file, overrides, base=None if pipeline is None else pipeline.config)
     if pipeline is not None and cfg != pipeline.config:
@@ -173,26 +181,37 @@ def inpaint(
     out_dir = Path(output)
 
     # 1. everything a user can get wrong, before any model is loaded
-    identities = _resolve_people(person)
+    photos = [Path(p) for p in _as_list(photo) or []]
     indices = _as_list(face_index)
+    if photos and _as_list(person):
+        raise FacechainError("--photo and --person both given: give either a trained identity (--person) "
+                             "or photos of one person (--photo), not both")
+    if photos and indices and len(indices) > 1:
+        raise FacechainError(f"--face-index given {len(indices)} times with --photo: --photo puts one person "
+                             "into one face; give one --face-index (or use --person for several faces)")
+    identities = [] if photos else _resolve_people(person)
     image = load_image(template_path)
     analyzer = analyzer or (pipeline.analyzer if pipeline is not None else None) or _default_analyzer()
     faces = _find_faces(image, cfg, analyzer)
-    targets = assign_faces(faces, len(identities), indices, cfg.min_face_size, template_path)
+    targets = assign_faces(faces, len(identities) or 1, indices, cfg.min_face_size, template_path)
     runs = _read_summary(out_dir)
     first_number = _next_number(out_dir)
-    jobs = [_person_job(tf, ident, cfg, analyzer) for tf, ident in zip(targets, identities)]
+    if photos:
+        jobs = [_photo_job(targets[0], photos, cfg, analyzer)]
+        _check_adapter(cfg, None if pipeline is None else pipeline.store)
+    else:
+        jobs = [_person_job(tf, ident, cfg, analyzer) for tf, ident in zip(targets, identities)]
 
     # 2. the models (once), then the two-stage story per face
     warnings: list[str] = []
-    base = cfg.base_model or identities[0].base_model
+    base = cfg.base_model or (identities[0].base_model if identities else _default_base_model())
     if pipeline is None:
         pipeline = _build_pipeline(cfg, base, identities, analyzer, warnings)
     outcome = pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed, progress=progress)
     warnings = list(dict.fromkeys(warnings + outcome.warnings))
 
     # 3. outputs with metadata; never overwrite
-    run = _run_record(template_path, image, identities, targets, cfg, str(base), outcome, warnings)
+    run = _run_record(template_path, image, [j.name for j in jobs], targets, cfg, str(base), outcome, warnings)
     paths, records = _save_portraits(out_dir, first_number, outcome, run)
     run["images"] = records
     if cfg.save_intermediates:
@@ -239,6 +258,10 @@ def assign_faces(faces: list[TemplateFace], n_people: int, face_index: list[int]
 
 def build_prompts(identity: Identity, cfg: InpaintConfig) -> tuple[str, str]:
     """(prompt, negative): trigger word + the identity's tags + the style's (or a portrait) prompt."""
+    return _prompts(identity.trigger_word, list(identity.tags), cfg)
+
+
+def _prompts(trigger: str, tag_list: list[str], cfg: InpaintConfig) -> tuple[str, str]:
     from ..styles.style import DEFAULT_NEGATIVE_PROMPT
 
     text, negative = DEFAULT_PROMPT, DEFAULT_NEGATIVE_PROMPT
@@ -247,15 +270,15 @@ def build_prompts(identity: Identity, cfg: InpaintConfig) -> tuple[str, str]:
 
         st = find_style(cfg.style)
         text, negative = st.prompt, st.negative
-    tags = ", ".join(identity.tags)
+    tags = ", ".join(tag_list)
     if "{trigger}" in text or "{tags}" in text:
-        text = text.replace("{trigger}", identity.trigger_word).replace("{tags}", tags)
+        text = text.replace("{trigger}", trigger).replace("{tags}", tags)
     else:
-        text = ", ".join(p for p in (identity.trigger_word, tags, text) if p)
+        text = ", ".join(p for p in (trigger, tags, text) if p)
     if cfg.prompt and cfg.style:
         text = f"{text}, {cfg.prompt}"
     elif cfg.prompt:
-        text = ", ".join(p for p in (identity.trigger_word, tags, cfg.prompt) if p)
+        text = ", ".join(p for p in (trigger, tags, cfg.prompt) if p)
     return text, (cfg.negative_prompt if cfg.negative_prompt is not None else negative)
 
 
@@ -275,6 +298,7 @@ def _config(config_file, overrides: dict[str, Any], base: InpaintConfig | None =
         (cfg.mask_dilate >= 0 and cfg.mask_feather >= 0, "mask_dilate and mask_feather must not be negative"),
         (cfg.detect_max_side >= 256, "detect_max_side must be at least 256"),
         (cfg.mask in ("head", "landmarks"), "mask must be head or landmarks"),
+        (0.0 <= cfg.adapter_scale <= 2.0, "adapter_scale must be between 0 and 2"),
     ]
     for ok, message in checks:
         if not ok:
@@ -327,11 +351,59 @@ def _person_job(tf: TemplateFace, identity: Identity, cfg: InpaintConfig, analyz
     return job
 
 
+def _photo_job(tf: TemplateFace, photos: list[Path], cfg: InpaintConfig, analyzer):
+    """A person given by photos: FACT face photos, trigger word from age/gender, first photo as reference.
+
+    Each photo must show a usable face (one-line InputError naming the file otherwise).
+    """
+    from ..fact.preprocess import prepare_face_photos
+    from ..perception.attributes import combine_attributes
+    from .pipeline import PersonJob
+
+    prepared = prepare_face_photos(photos, analyzer=analyzer)
+    first = load_image(photos[0], max_side=2048)
+    genders, ages, embeddings, reference_face = [], [], [], None
+    for path in photos:
+        img = first if path == photos[0] else load_image(path, max_side=2048)
+        found = analyzer.analyze(img, landmarks=True, embedding=True, attributes=True, max_faces=1)
+        if not found:  # prepare_face_photos found one; a different detector pass may not
+            continue
+        face = found[0]
+        if path == photos[0]:
+            reference_face = face
+        if face.embedding is not None:
+            embeddings.append(np.asarray(face.embedding, dtype=np.float64))
+        if face.gender is not None and face.age is not None:
+            genders.append(face.gender)
+            ages.append(float(face.age))
+    trigger = combine_attributes(genders, ages).trigger_word if genders else "a person"
+    reference = None
+    if embeddings:  # the person's mean embedding: steadier for ranking than any single photo
+        mean = np.mean(embeddings, axis=0)
+        reference = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+    prompt, negative = _prompts(trigger, [], cfg)
+    return PersonJob(tf, None, prompt, negative, face_photo=first, face_photo_face=reference_face,
+                     reference_embedding=reference, photos=prepared)
+
+
+def _check_adapter(cfg: InpaintConfig, store=None) -> None:
+    """Fail now (one line) when the FACT adapter is not there, not after loading SD."""
+    from ..fact.models import locate_files
+
+    locate_files(cfg.adapter, store=store)
+
+
+def _default_base_model() -> str:
+    from ..models.registry import MODELS
+
+    return MODELS["base-sd15-portrait"].reference
+
+
 def _build_pipeline(cfg: InpaintConfig, base: str, identities: list[Identity], analyzer, warnings: list[str]):
     from ..models.registry import MODELS
     from .pipeline import TemplatePortraitPipeline
 
-    if cfg.base_model is None and len({i.base_model for i in identities}) > 1:
+    if identities and cfg.base_model is None and len({i.base_model for i in identities}) > 1:
         msg = (f"the people were trained on different base models; using {identities[0].name}'s "
                f"({identities[0].base_model}); pass --base-model to choose")
         log.warning(msg)
@@ -365,15 +437,17 @@ def _read_summary(out_dir: Path) -> list[dict]:
         raise InputError(path, "exists and is not a facechain inpaint summary; choose another --output") from None
 
 
-def _run_record(template: Path, image: np.ndarray, identities, targets, cfg, base_model: str, outcome,
+def _run_record(template: Path, image: np.ndarray, persons: list[str], targets, cfg, base_model: str, outcome,
                 warnings) -> dict[str, Any]:
     faces = []
     for res in outcome.faces:
         fit = res.warp.fit
+        ident = res.job.identity
         faces.append({
             "face_index": res.job.face.index,
-            "person": res.job.identity.name,
-            "identity_path": str(res.job.identity.path),
+            "person": res.job.name,
+            "identity_path": None if ident is None else str(ident.path),
+            "fact": res.fact,  # adapter file, scale, photos, face tokens (None: the identity's face LoRA)
             "prompt": res.job.prompt,
             "negative_prompt": res.job.negative_prompt,
             "bbox": [round(float(v), 1) for v in res.job.face.face.bbox],
@@ -389,7 +463,7 @@ def _run_record(template: Path, image: np.ndarray, identities, targets, cfg, bas
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "template": str(template),
         "template_size": [int(image.shape[1]), int(image.shape[0])],
-        "persons": [i.name for i in identities],
+        "persons": persons,
         "face_indices": [tf.index for tf in targets],
         "base_model": base_model,
         "seed": cfg.seed,
@@ -426,6 +500,10 @@ def _save_portraits(out_dir: Path, first: int, outcome, run: dict) -> tuple[list
             "similarity": "" if sim is None else f"{sim:.4f}",
             "facechain": json.dumps({"verb": "inpaint", **record, "config": run["config"]}),
         }
+        facts = [f["fact"] for f in run["faces"] if f.get("fact")]
+        if facts:
+            text.update(photos=json.dumps([p for f in facts for p in f["face_photos"]]),
+                        adapter=facts[0]["fact_adapter"], adapter_scale=str(facts[0]["adapter_scale"]))
         save_png(path, portrait.image, text=text)
         paths.append(path)
         records.append(record)
@@ -439,9 +517,11 @@ def _a1111_parameters(run: dict, portrait) -> str:
     prompt = " | ".join(f["prompt"] for f in faces)
     negative = " | ".join(dict.fromkeys(f["negative_prompt"] for f in faces))
     seeds = ", ".join(str(f.seed) for f in portrait.faces)
+    facts = [f["fact"] for f in faces if f.get("fact")]
+    fact = f", FACT adapter: {facts[0]['fact_adapter']}, Adapter scale: {facts[0]['adapter_scale']}" if facts else ""
     return (f"{prompt}\nNegative prompt: {negative}\nSteps: {cfg['steps']}, CFG scale: {cfg['guidance_scale']}, "
             f"Seed: {seeds}, Size: {cfg['resolution']}x{cfg['resolution']}, Denoising strength: {cfg['strength']}, "
-            f"Model: {run.get('base_model')}, Template: {run['template']}")
+            f"Model: {run.get('base_model')}, Template: {run['template']}{fact}")
 
 
 def _save_intermediates(out_dir: Path, first: int, outcome) -> Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..fact.config import DEFAULT_SCALE_INPAINT
+
 
 @dataclass
 class InpaintConfig:
@@ -34,6 +36,10 @@ class InpaintConfig:
     stage2_pose_scale: float = 0.9  # OpenPose ControlNet scale on the warped face landmarks
     stage2_canny_scale: float = 0.6  # Canny ControlNet scale on the edges outside the face
     fuse_faces: bool = True  # face fusion after both stages (paper: yes)
+
+    # --- train-free FACT adapter (used with --photo instead of a face LoRA) --------------------
+    adapter: str = "fact-adapter"  # registry name, folder or adapter file
+    adapter_scale: float = DEFAULT_SCALE_INPAINT  # the reference's inpainting value (0.55)
 
     # --- template geometry --------------------------------------------------------------------
     crop_face_share: float = 0.3  # face box side / crop side; the crop shows shoulders for the pose

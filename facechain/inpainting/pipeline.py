@@ -4,7 +4,8 @@ Per target face of the template (section 2.5 of the FaceChain paper):
 
 1. **crop** a square around the face (the face a fixed share of it) and bring it to the model's
    resolution, so huge templates and group photos work the same way;
-2. **stage 1** – text-to-image with the person's face LoRA under an OpenPose ControlNet showing
+2. **stage 1** – text-to-image with the person's face LoRA (or, given photos, the train-free FACT
+   adapter) under an OpenPose ControlNet showing
    the template's body pose (bones only), face fusion, 68 landmarks of the drawn face;
 3. **warp** those landmarks onto the template face with an affine fit (M: L_ID -> L_template);
 4. **stage 2** – inpaint the dilated face region of the template crop (strength ~0.65 from the
@@ -15,7 +16,9 @@ Per target face of the template (section 2.5 of the FaceChain paper):
 
 Components are injected (diffusers style): the two diffusion pipelines share one UNet, VAE and
 text encoder (``from_pipe``); each person's LoRA is loaded as an adapter for that person's faces
-and unloaded afterwards, so the base weights are never modified.
+and unloaded afterwards, so the base weights are never modified. A person given by photos instead
+(:attr:`PersonJob.photos`) gets FACT face tokens: the adapter's hooks sit in the shared UNet only
+while that face is drawn, and both stages receive prompt embeddings with the face tokens appended.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -56,15 +59,23 @@ Segmenter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 @dataclass
 class PersonJob:
-    """One template face and the trained person who replaces it."""
+    """One template face and the person who replaces it: a trained identity, or photos (FACT)."""
 
     face: TemplateFace
-    identity: Identity
+    identity: Identity | None
     prompt: str
     negative_prompt: str
-    face_photo: np.ndarray | None = None  # the identity's template face: fusion source
+    face_photo: np.ndarray | None = None  # the identity's template face (or the first photo): fusion source
     face_photo_face: Face | None = None
     reference_embedding: np.ndarray | None = None  # for similarity ranking
+    photos: list[Any] = field(default_factory=list)  # FACT FacePhotos (or paths); non-empty = no LoRA
+    name: str = ""  # shown in outputs; default: the identity's name
+
+    def __post_init__(self) -> None:
+        if self.identity is None and not self.photos:
+            raise ValueError("a PersonJob needs an identity or face photos")
+        if not self.name:
+            self.name = self.identity.name if self.identity is not None else _photo_name(self.photos[0])
 
 
 @dataclass
@@ -111,6 +122,7 @@ class FaceResult:
     pose_image: np.ndarray  # stage-2 OpenPose condition (warped landmarks)
     canny_image: np.ndarray  # stage-2 Canny condition (edges outside the face)
     candidates: list[Candidate]  # ranked, best first
+    fact: dict[str, Any] | None = None  # FACT session metadata (adapter, scale, photos) when photos were used
 
 
 @dataclass
@@ -141,7 +153,7 @@ class InpaintOutcome:
     portraits: list[Portrait]  # best first
     faces: list[FaceResult]
     warnings: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (LoRA, crop, stage1, ...)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (lora/fact, crop, stage1, ...)
 
 
 # --- the pipeline ------------------------------------------------------------------------------
@@ -189,6 +201,9 @@ class TemplatePortraitPipeline:
         self.segmenter = segmenter  # head region for config.mask == "head" (default: HeadRegion)
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
+        self.store = None  # ModelStore for the FACT adapter (None: the default one)
+        self._fact = None  # the FactSession of the face being drawn (photos), else None
+        self._fact_models: dict[str, Any] = {}  # loaded FACT models by reference, reused across calls
         for pipe in (text2img, inpaint):
             pipe.set_progress_bar_config(disable=True)
 
@@ -223,13 +238,16 @@ class TemplatePortraitPipeline:
             text2img, controlnet=MultiControlNetModel([openpose, canny]))
         text2img.to(dev)
         inpaint.to(dev)
-        return cls(text2img, inpaint, analyzer, config=config, **components)
+        pipeline = cls(text2img, inpaint, analyzer, config=config, **components)
+        pipeline.store = store
+        return pipeline
 
     def with_config(self, config: InpaintConfig) -> "TemplatePortraitPipeline":
         """The same models and components under another configuration."""
         clone = copy.copy(self)
         clone.config = config
         clone.warnings, clone.timings = [], {}
+        clone._fact = None
         return clone
 
     # -- the story ------------------------------------------------------------------------------
@@ -240,7 +258,7 @@ class TemplatePortraitPipeline:
         bar = tqdm(total=len(jobs) * (1 + num_images), desc="inpaint", unit="step", disable=not progress, leave=False)
         results = []
         for job in jobs:
-            with self.person_lora(job.identity):
+            with self.person_condition(job) as fact:
                 crop = self.work_crop(template, job.face)
                 stage1 = self.stage1(crop, job, seed)
                 bar.update()
@@ -251,12 +269,46 @@ class TemplatePortraitPipeline:
                     candidates.append(self.stage2(crop, pose_image, canny_image, job, seed + k))
                     bar.update()
             ranked = self.rank(candidates, crop, job)
-            results.append(FaceResult(job, crop, stage1, warp, pose_image, canny_image, ranked))
+            results.append(FaceResult(job, crop, stage1, warp, pose_image, canny_image, ranked,
+                                      None if fact is None else fact.metadata()))
         bar.close()
         portraits = [self.paste(template, results, k) for k in range(num_images)]
         return InpaintOutcome(portraits, results, list(self.warnings), dict(self.timings))
 
     # -- steps ----------------------------------------------------------------------------------
+    def person_condition(self, job: PersonJob):
+        """The person's likeness for this block: FACT face tokens for photos, else the face LoRA."""
+        return self.person_fact(job) if job.photos else _yield_none(self.person_lora(job.identity))
+
+    @contextlib.contextmanager
+    def person_fact(self, job: PersonJob) -> Iterator[Any]:
+        """FACT face tokens of the job's photos, hooked into both pipelines for this block only.
+
+        The adapter is loaded for the shared UNet once per pipeline (``config.adapter``); leaving
+        the block removes every hook, so the next face (LoRA or photos) sees the base model.
+        """
+        from ..fact.integration import FactSession
+
+        start = time.perf_counter()
+        fact = FactSession.from_photos(self.text2img, job.photos, adapter=self.fact_model(),
+                                       scale=self.config.adapter_scale, analyzer=self.analyzer)
+        self.timings["fact"] = self.timings.get("fact", 0.0) + time.perf_counter() - start
+        with fact.applied_to(self.text2img, self.inpaint):
+            self._fact = fact
+            try:
+                yield fact
+            finally:
+                self._fact = None
+
+    def fact_model(self):
+        """The FACT encoder + adapter for the shared UNet (loaded on first use, then reused)."""
+        from ..fact.models import load_fact
+
+        ref = str(self.config.adapter)
+        if ref not in self._fact_models:
+            self._fact_models[ref] = load_fact(ref, self.text2img.unet, store=self.store)
+        return self._fact_models[ref]
+
     @contextlib.contextmanager
     def person_lora(self, identity: Identity) -> Iterator[None]:
         """The person's face LoRA fused into the shared UNet/text encoder for this block, then removed.
@@ -314,7 +366,7 @@ class TemplatePortraitPipeline:
             self._warn(f"body pose unavailable ({self.body_pose.unavailable}); stage 1 uses the face landmarks only")
         pose_image, pose_source = stage1_pose_image(res, bodies, crop.landmarks)
         raw = self.text2img(
-            prompt=job.prompt, negative_prompt=job.negative_prompt, image=Image.fromarray(pose_image),
+            **self._prompt(job, self.text2img), image=Image.fromarray(pose_image),
             height=res, width=res, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
             controlnet_conditioning_scale=cfg.stage1_pose_scale, generator=_generator(seed), output_type="np",
         ).images[0]
@@ -328,7 +380,7 @@ class TemplatePortraitPipeline:
     def warp(self, stage1: Stage1Result, crop: WorkCrop, job: PersonJob) -> LandmarkWarp:
         """Stage 1's landmarks mapped onto the template face; the template's own if none were found."""
         if stage1.landmarks is None:
-            self._warn(f"face {job.face.index} ({job.identity.name}): stage 1 drew no detectable face; "
+            self._warn(f"face {job.face.index} ({job.name}): stage 1 drew no detectable face; "
                        "using the template's own landmarks for stage 2")
             return LandmarkWarp(crop.landmarks.copy(), None, "template")
         return warp_landmarks(stage1.landmarks, crop.landmarks)
@@ -347,7 +399,7 @@ class TemplatePortraitPipeline:
         cfg = self.config
         res = cfg.resolution
         raw = self.inpaint(
-            prompt=job.prompt, negative_prompt=job.negative_prompt, image=Image.fromarray(crop.model_input),
+            **self._prompt(job, self.inpaint), image=Image.fromarray(crop.model_input),
             mask_image=Image.fromarray(crop.model_mask.astype(np.uint8) * 255),
             control_image=[Image.fromarray(pose_image), Image.fromarray(canny_image)],
             height=res, width=res, strength=cfg.strength, num_inference_steps=cfg.steps,
@@ -382,10 +434,16 @@ class TemplatePortraitPipeline:
             seam = measure_seam(res.crop.pixels, None if res.crop.round_trip is None else corrected, uncorrected,
                                 res.crop.mask)
             composite(canvas, res.crop.box, corrected, res.crop.mask)
-            pasted.append(PastedFace(res.job.face.index, res.job.identity.name, cand.seed, cand.similarity, seam))
+            pasted.append(PastedFace(res.job.face.index, res.job.name, cand.seed, cand.similarity, seam))
         return Portrait(canvas, k, pasted)
 
     # -- helpers --------------------------------------------------------------------------------
+    def _prompt(self, job: PersonJob, pipe) -> dict[str, Any]:
+        """Prompt keywords for ``pipe``: plain text, or text embeddings + face tokens under FACT."""
+        if self._fact is None:
+            return {"prompt": job.prompt, "negative_prompt": job.negative_prompt}
+        return self._fact.embeds(job.prompt, job.negative_prompt, pipe=pipe)
+
     def _fuse(self, image: np.ndarray, job: PersonJob):
         from .components import Fused
 
@@ -396,6 +454,18 @@ class TemplatePortraitPipeline:
     def _warn(self, message: str) -> None:
         log.warning(message)
         self.warnings.append(message)
+
+
+@contextlib.contextmanager
+def _yield_none(context) -> Iterator[None]:
+    with context:
+        yield None
+
+
+def _photo_name(photo) -> str:
+    """A person given by photos is named after the first photo's file stem."""
+    source = getattr(photo, "source", photo)
+    return Path(str(source)).stem if not isinstance(source, np.ndarray) else "photo"
 
 
 def _generator(seed: int) -> torch.Generator:
