@@ -114,20 +114,10 @@ class FQAQuality:
     MODEL_NAME = "fqa-quality"
 
     def __init__(self, reference: str | None = None):
-        from ..errors import ModelNotFoundError
-        from ..models import ModelStore
-        from ..models.registry import MODELS
+        from ..models.modelscope_pipelines import modelscope_pipeline
 
-        spec = MODELS[self.MODEL_NAME]
-        path = ModelStore().resolve(reference or spec.reference, name=self.MODEL_NAME)
-        try:
-            from modelscope.outputs import OutputKeys
-            from modelscope.pipelines import pipeline
-            from modelscope.utils.constant import Tasks
-        except ImportError as e:
-            raise ModelNotFoundError(self.MODEL_NAME, spec.reference, "pip install 'modelscope[framework]' to run ModelScope pipelines", f"cannot import modelscope ({e.name})") from None
-        self._key = OutputKeys.SCORES
-        self._pipe = pipeline(Tasks.face_quality_assessment, model=str(path))
+        self._pipe, keys = modelscope_pipeline(self.MODEL_NAME, "face_quality_assessment", reference)
+        self._key = keys.SCORES
         self._classical = ClassicalFaceQuality()
 
     def assess(self, image: np.ndarray, face: Face, source_face_px: float | None = None) -> QualityReport:

@@ -100,20 +100,10 @@ class ABPNRetoucher:
     MODEL_NAME = "abpn-retouch"
 
     def __init__(self, reference: str | None = None):
-        from ..errors import ModelNotFoundError
-        from ..models import ModelStore
-        from ..models.registry import MODELS
+        from ..models.modelscope_pipelines import modelscope_pipeline
 
-        spec = MODELS[self.MODEL_NAME]
-        path = ModelStore().resolve(reference or spec.reference, name=self.MODEL_NAME)
-        try:
-            from modelscope.outputs import OutputKeys
-            from modelscope.pipelines import pipeline
-            from modelscope.utils.constant import Tasks
-        except ImportError as e:
-            raise ModelNotFoundError(self.MODEL_NAME, spec.reference, "pip install 'modelscope[framework]' to run ModelScope pipelines", f"cannot import modelscope ({e.name})") from None
-        self._key = OutputKeys.OUTPUT_IMG
-        self._pipe = pipeline(Tasks.skin_retouching, model=str(path))
+        self._pipe, keys = modelscope_pipeline(self.MODEL_NAME, "skin_retouching", reference)
+        self._key = keys.OUTPUT_IMG
 
     def retouch(self, image: np.ndarray, face: Face) -> np.ndarray:
         out = self._pipe(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))

@@ -159,18 +159,9 @@ class M2FPHeadSegmenter:
     MODEL_NAME = "m2fp-parsing"
 
     def __init__(self, reference: str | None = None, min_score: float = 0.8):
-        from ..errors import ModelNotFoundError
-        from ..models import ModelStore
-        from ..models.registry import MODELS
+        from ..models.modelscope_pipelines import modelscope_pipeline
 
-        spec = MODELS[self.MODEL_NAME]
-        path = ModelStore().resolve(reference or spec.reference, name=self.MODEL_NAME)
-        try:
-            from modelscope.pipelines import pipeline
-            from modelscope.utils.constant import Tasks
-        except ImportError as e:
-            raise ModelNotFoundError(self.MODEL_NAME, spec.reference, "pip install 'modelscope[framework]' to run ModelScope pipelines", f"cannot import modelscope ({e.name})") from None
-        self._pipe = pipeline(Tasks.image_segmentation, model=str(path))
+        self._pipe, _ = modelscope_pipeline(self.MODEL_NAME, "image_segmentation", reference)
         self.min_score = min_score
 
     def segment(self, image: np.ndarray, face: Face) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ConfigError, FacechainError
+from ..errors import ConfigError
 from ..types import Face
 from .face_geometry import feathered_face_mask, piecewise_affine_warp, poisson_blend, reinhard_colour_transfer
 
@@ -74,25 +74,10 @@ class ModelScopeFaceFuser:
     name = "modelscope"
 
     def __init__(self, store=None):
-        try:
-            from modelscope.outputs import OutputKeys  # type: ignore
-            from modelscope.pipelines import pipeline  # type: ignore
-            from modelscope.utils.constant import Tasks  # type: ignore
-        except ImportError as e:
-            raise FacechainError(
-                "face fusion backend 'modelscope' needs ModelScope's pipelines: pip install 'modelscope[framework]' "
-                f"(import failed: {e}); or use --fusion landmark"
-            ) from None
-        from ..models.registry import get_model_spec
-        from ..models.store import default_store
+        from ..models.modelscope_pipelines import modelscope_pipeline
 
-        spec = get_model_spec("face-fusion")
-        path = (store or default_store()).resolve(spec.reference, name=spec.name, allow_patterns=spec.allow_patterns)
-        try:
-            self._pipe = pipeline(Tasks.image_face_fusion, model=str(path))
-        except Exception as e:  # the model folder is there but ModelScope cannot build it
-            raise FacechainError(f"face fusion model at {path} could not be loaded ({type(e).__name__}: {str(e)[:160]})") from None
-        self._key = OutputKeys.OUTPUT_IMG
+        self._pipe, keys = modelscope_pipeline("face-fusion", "image_face_fusion", store=store)
+        self._key = keys.OUTPUT_IMG
 
     def fuse(self, target: np.ndarray, source: np.ndarray, target_face: Face, source_face: Face) -> np.ndarray:
         from PIL import Image
