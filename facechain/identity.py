@@ -44,6 +44,7 @@ class Identity:
     training: dict[str, Any] = field(default_factory=dict)  # settings, steps, final_loss, optimizer...
     dataset: dict[str, Any] = field(default_factory=dict)  # path + report summary
     base_model_revision: str | None = None
+    base_model_sha256: str | None = None  # sha256 of the base UNet weights the LoRA was trained on
     created: str | None = None
     format_version: int = FORMAT_VERSION
 

@@ -1,0 +1,45 @@
+"""``facechain list``: the trained identities in FACECHAIN_HOME, newest first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("list", parents=[common], help="list trained identities",
+                       description="List the identities in $FACECHAIN_HOME/identities (newest first): name, "
+                                   "base model, number of training photos, trigger word, date.")
+    p.add_argument("--json", action="store_true", help="print one JSON object per identity")
+    p.set_defaults(func=run)
+
+
+def identity_rows() -> list[dict]:
+    from ..identity import list_identities
+
+    rows = []
+    for ident in list_identities():
+        rows.append(dict(name=ident.name, base_model=ident.base_model, photos=ident.dataset.get("photos"),
+                         trigger=ident.trigger_word, created=(ident.created or "")[:16].replace("T", " "),
+                         path=str(ident.path)))
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..paths import identities_dir
+
+    rows = identity_rows()
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    if not rows:
+        print(f"no identities in {identities_dir()}; train one with 'facechain train PHOTOS --name NAME'")
+        return 0
+    cols = [("NAME", "name"), ("BASE MODEL", "base_model"), ("PHOTOS", "photos"), ("TRIGGER", "trigger"),
+            ("CREATED", "created")]
+    widths = [max(len(h), *(len(str(r[k] if r[k] is not None else "-")) for r in rows)) for h, k in cols]
+    print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths)).rstrip())
+    for r in rows:
+        print("  ".join(str(r[k] if r[k] is not None else "-").ljust(w) for (_, k), w in zip(cols, widths)).rstrip())
+    return 0
