@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# Tiny models gain nothing from intra-op threads, and OpenMP threads that spin while a sibling
+# (another test process, or anything else on a 2-core machine) holds the CPU made tiny-model
+# steps up to 100x slower. One thread per test process; the README runs two (pytest -n 2).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("FACECHAIN_TEST_FACES", REPO.parent / "shared" / "faces"))

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 from tests.cli_helpers import run_cli
 
 
 def test_photos_to_identity_to_portraits_to_eval(faces_dir, tiny_sd_dir, isolated_home, tmp_path):
-    torch.set_num_threads(1)
     code, out, err = run_cli("train", faces_dir / "obama", "--name", "barack", "--base-model", tiny_sd_dir,
                              "--resolution", 64, "--steps", 4, "--no-retouch", "-q")
     assert code == 0, err

@@ -34,14 +34,6 @@ from facechain.testing.tiny import (
 STEPS = dict(num_inference_steps=2, height=64, width=64, output_type="np")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine extra threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _gen():
     return torch.Generator().manual_seed(0)

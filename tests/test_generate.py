@@ -24,14 +24,6 @@ from tests.cli_helpers import run_cli
 TINY = ["--size", "64", "--steps", "2", "--style-prompt", "{trigger}, studio portrait"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine idle-spinning threads cost seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _random_lora(folder: Path, seed: int, scale: float = 0.2) -> Path:
     """A LoRA for the tiny UNet with random (non-zero) A and B matrices, saved in diffusers format."""

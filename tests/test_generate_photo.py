@@ -7,20 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from facechain.fact.testing import tiny_fact_model
 from tests.cli_helpers import run_cli
 
 TINY = ["--size", "64", "--steps", "2", "--style-prompt", "{trigger}, studio portrait", "--seed", "3", "-n", "1"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

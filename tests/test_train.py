@@ -22,15 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 RES = 64
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU (or under pytest-xdist) OpenMP
-    threads that spin while a sibling is descheduled made steps up to 100x slower. Restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def write_prepared(folder: Path, faces_dir: Path, trigger: str = "a handsome man") -> Path:
     """A dataset in exactly the layout 'facechain prepare' writes (images/, metadata.jsonl, report.json)."""

@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from facechain.identity import Identity, resolve_identity
@@ -14,15 +13,6 @@ from tests.cli_helpers import run_cli
 
 STEPS = 30
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU (or under pytest-xdist) OpenMP
-    threads that spin while a sibling is descheduled made steps up to 100x slower. Restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @torch.no_grad()
