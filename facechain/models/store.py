@@ -187,7 +187,12 @@ class ModelStore:
             try:
                 from modelscope import snapshot_download as ms_snapshot_download  # type: ignore
             except ImportError:
-                raise ModelNotFoundError(label, str(ref), "install ModelScope support: pip install 'facechain[modelscope]'", "modelscope is not installed") from None
+                raise ModelNotFoundError(
+                    label, str(ref),
+                    f"install ModelScope support (pip install 'facechain[modelscope]') and run 'facechain models download {label}', "
+                    "or pass a local folder/file or a Hugging Face id instead",
+                    "modelscope is not installed",
+                ) from None
             path = Path(
                 ms_snapshot_download(
                     ref.id, revision=ref.revision, local_dir=str(self._ms_dir() / ref.id),
