@@ -19,10 +19,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,18 +181,11 @@ class AdapterTrainer:
 
         assert self.work_dir is not None
         dest = self.work_dir / f"{CKPT_PREFIX}{self.step:06d}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=self.work_dir))
-        try:
+        with atomic_directory(dest, overwrite=True) as tmp:
             save_safetensors(tmp / ADAPTER_FILE, self.adapter, self.adapter.config, "adapter")
             torch.save({"optimizer": self.optimizer.state_dict()}, tmp / "training_state.pt")
             (tmp / "state.json").write_text(json.dumps({"step": self.step, "settings": self._settings(),
                                                         "history": self.history[-1000:]}, indent=1))
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         for old in checkpoints(self.work_dir)[:-self.cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         return dest

@@ -14,9 +14,7 @@ Folders are written under a temporary name and renamed, so a crash never leaves 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_directory
 from ..errors import InputError
 
 PREFIX = "checkpoint-"
@@ -65,17 +64,10 @@ def save_checkpoint(work_dir: Path, step: int, params: dict[str, torch.Tensor], 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     dest = checkpoint_folder(work_dir, step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=work_dir))
-    try:
+    with atomic_directory(dest, overwrite=True) as tmp:
         save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in params.items()}, str(tmp / "lora.safetensors"))
         torch.save(training_state, tmp / "training_state.pt")
         (tmp / "state.json").write_text(json.dumps({**info, "step": step}, indent=1))
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(work_dir)[:-max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return dest
