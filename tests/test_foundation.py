@@ -187,3 +187,14 @@ def test_pyproject_lists_every_package_and_ships_configs():
     assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"
     assert data["tool"]["setuptools"]["package-dir"]["facechain.configs"] == "configs"
     assert len(list((builtin_configs_dir() / "styles").glob("*.yaml"))) >= 30
+
+
+def test_modelscope_cache_counts_only_the_requested_files(tmp_path):
+    repo = tmp_path / "modelscope" / "owner" / "loras"
+    repo.mkdir(parents=True)
+    (repo / "a.safetensors").write_bytes(b"x")
+    store = ModelStore(cache_dir=tmp_path, offline=True)
+    assert store.is_present("ms:owner/loras", allow_patterns=["a.safetensors"])
+    assert not store.is_present("ms:owner/loras", allow_patterns=["b.safetensors"])
+    with pytest.raises(ModelNotFoundError, match="offline"):
+        store.resolve("ms:owner/loras", allow_patterns=["b.safetensors"])

@@ -14,6 +14,7 @@ Downloads go to ``$FACECHAIN_HOME/models``. In offline mode (``FACECHAIN_OFFLINE
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 from dataclasses import dataclass
@@ -168,9 +169,13 @@ class ModelStore:
             marker = d / ".facechain_revision"
             if marker.exists() and marker.read_text().strip() != ref.revision:
                 return None
-        if d.is_dir() and any(d.iterdir()):
-            return d
-        return None
+        if not (d.is_dir() and any(d.iterdir())):
+            return None
+        if allow_patterns:  # a repo fetched for one file is not "present" for another
+            files = [str(f.relative_to(d)) for f in d.rglob("*") if f.is_file()]
+            if not all(any(fnmatch.fnmatch(f, pat) for f in files) for pat in allow_patterns):
+                return None
+        return d
 
     def _download(self, ref: ModelRef, label: str, allow_patterns: Sequence[str] | None) -> Path:
         log.info("downloading %s (%s) into %s", label, ref, self.cache_dir)
