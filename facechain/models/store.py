@@ -15,6 +15,7 @@ Downloads go to ``$FACECHAIN_HOME/models``. In offline mode (``FACECHAIN_OFFLINE
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -79,6 +80,15 @@ class ModelRef:
         if self.subfolder:
             s += "#" + self.subfolder
         return s
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a (possibly multi-GB) weights file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _env_offline() -> bool:

@@ -17,7 +17,6 @@ Lookup order (first folder holding both files wins):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -92,22 +91,16 @@ def require() -> Path:
     return found
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def extract_from_wheel(wheel: Path, dest: Path) -> None:
     """Copy the model files out of a mediapipe wheel into ``dest``, verifying their hashes."""
+    from ..models.store import file_sha256  # lazy: the model registry imports this module
+
     with zipfile.ZipFile(wheel) as zf:
         for name, (member, digest) in FILES.items():
             target = dest / name
             with zf.open(member) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out)
-            got = _sha256(target)
+            got = file_sha256(target)
             if got != digest:
                 raise ModelNotFoundError(MODEL_NAME, REFERENCE, HOW_TO_GET, f"{name} has SHA-256 {got[:12]}..., expected {digest[:12]}...")
 

@@ -8,7 +8,6 @@ raises a one-line :class:`~facechain.errors.ModelNotFoundError` when it is not a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Iterator
 import torch
 
 from ..models.registry import MODELS
-from ..models.store import ModelRef, ModelStore, default_store
+from ..models.store import ModelRef, ModelStore, default_store, file_sha256
 
 
 @dataclass
@@ -72,28 +71,21 @@ def resolve_base_model(reference: str, store: ModelStore | None = None) -> BaseM
         m = re.search(r"snapshots/([0-9a-f]{40})", path.as_posix())
         revision = m.group(1) if m else None
     shown = str(path.resolve()) if ref.source == "local" else str(ref)
-    return BaseModelInfo(shown, path, revision, unet_weights_sha256(path))
+    return BaseModelInfo(shown, path, revision, unet_weightsfile_sha256(path))
 
 
-def unet_weights_sha256(path: Path) -> str | None:
+def unet_weightsfile_sha256(path: Path) -> str | None:
     """sha256 of the UNet weights (diffusers folder) or of the single-file checkpoint."""
     path = Path(path)
     if path.is_file():
-        return _sha256(path)
+        return file_sha256(path)
     unet = path / "unet"
     for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
                  "diffusion_pytorch_model.bin"):
         if (unet / name).is_file():
-            return _sha256(unet / name)
+            return file_sha256(unet / name)
     return None
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
