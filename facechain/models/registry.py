@@ -99,7 +99,7 @@ register(ModelSpec("face-fusion", "ms:damo/cv_unet-image-face-fusion_damo", "Mod
 # mediapipe 0.10.21 wheel on PyPI (facechain.pose.model_files), run with ai-edge-litert.
 from ..pose import model_files as _pose_files  # noqa: E402
 
-register(ModelSpec(_pose_files.MODEL_NAME, _pose_files.REFERENCE, "body pose, 33 points -> OpenPose 18 (BlazePose TFLite from the mediapipe wheel)",
-                   ("generate --pose", "inpaint"), locate=_pose_files.locate, fetch=_pose_files.fetch))
+register(ModelSpec("body-pose", _pose_files.REFERENCE, "body pose, 33 points -> OpenPose 18 (BlazePose TFLite from the mediapipe wheel)",
+                   ("generate --pose", "inpaint"), locate=_pose_files.locator("body-pose"), fetch=_pose_files.fetcher("body-pose")))
 register(ModelSpec("wd14-tagger", "SmilingWolf/wd-v1-4-convnext-tagger-v2", "WD14 image tagger, ONNX (prepare --tagger wd14)", ("prepare",), optional=True,
                    allow_patterns=("model.onnx", "selected_tags.csv")))
