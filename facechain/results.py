@@ -7,6 +7,7 @@ Ultralytics-style: a list-like of :class:`Portrait`, best first, with ``.best``,
                             ("parameters": the A1111-style line, "facechain": the JSON metadata)
     OUT/portraits.json      the run's settings, warnings, timings and every portrait's metadata
     OUT/contact_sheet.jpg   all portraits side by side, flagged ones framed red
+    OUT/intermediates/      with save_intermediates: every stage's images (masks, control images, ...)
 
 Output folders behave the same everywhere: a fresh folder, written atomically; an existing non-empty
 folder is refused unless ``overwrite=True``, and then only a folder facechain wrote is replaced.
@@ -150,6 +151,7 @@ class Portraits(Sequence[Portrait]):
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
     output_dir: Path | None = None
+    intermediates: dict[str, Any] = field(default_factory=dict, repr=False)  # name -> image, saved in intermediates/
 
     def __post_init__(self) -> None:
         for i, p in enumerate(self.portraits, 1):
@@ -233,6 +235,8 @@ class Portraits(Sequence[Portrait]):
             (tmp / SUMMARY_FILE).write_text(json.dumps(self.to_json(), indent=2, allow_nan=False), encoding="utf-8")
             if self.portraits:
                 save_jpeg(tmp / CONTACT_SHEET, self.contact_sheet())
+            for name, image in self.intermediates.items():
+                save_png(tmp / "intermediates" / f"{name}.png", image)
         for p in self.portraits:
             p.path = folder / p.metadata["file"]
         self.output_dir = folder

@@ -26,7 +26,7 @@ from facechain.inpainting.testing import save_tiny_identity, save_tiny_inpaint_m
 from facechain.perception import get_analyzer
 from tests.cli_helpers import run_cli
 
-TINY = dict(resolution=64, steps=2, num_images=2)
+TINY = dict(size=64, steps=2, num_images=2)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def pipe(kit):
 def _model_flags(kit) -> list[str]:
     m = kit.models
     return ["--base-model", m["base_model"], "--openpose-controlnet", m["openpose_controlnet"],
-            "--canny-controlnet", m["canny_controlnet"], "--resolution", "64", "--steps", "2"]
+            "--canny-controlnet", m["canny_controlnet"], "--size", "64", "--steps", "2"]
 
 
 def _full_masks(result, shape) -> list[np.ndarray]:
@@ -110,7 +110,7 @@ def test_cli_single_person_end_to_end_with_metadata_and_no_overwrite(kit, faces_
 def test_two_people_replace_both_faces_and_nothing_between(kit, pipe, tmp_path):
     unet_before = {k: v.clone() for k, v in pipe.text2img.unet.state_dict().items()}
     result = inpaint(kit.group, [kit.obama.path, kit.biden.path], output=tmp_path / "out", pipeline=pipe,
-                     progress=False)
+                     quiet=True)
     template = load_image(kit.group)
     masks = _full_masks(result, template.shape)
     assert [f.job.face.index for f in result.outcome.faces] == [0, 1]
@@ -172,7 +172,7 @@ def test_huge_template_goes_through_the_crop_path(kit, pipe, tmp_path):
     template = load_image(tmp_path / "huge.jpg")
     assert template.shape == (4000, 6000, 3)
     result = inpaint(tmp_path / "huge.jpg", kit.biden.path, face_index=1, output=tmp_path / "out",
-                     pipeline=pipe, num_images=1, progress=False)
+                     pipeline=pipe, num_images=1, quiet=True)
     face = result.outcome.faces[0]
     assert face.crop.model_input.shape == (64, 64, 3)  # SD ran on the crop at its resolution
     assert face.crop.box.side > 1000
@@ -235,11 +235,11 @@ def test_stage1_face_is_warped_onto_the_template_and_candidates_are_ranked(kit, 
     biden = _face_crop(analyzer, faces_dir / "biden/biden_official_portrait_unverified.jpg")
     stage1 = _PhotoPipe([obama])
     stage2 = _PhotoPipe([obama, biden], vae=pipe.inpaint.vae)  # seed 0: obama, seed 1: biden
-    cfg = InpaintConfig(resolution=256, steps=2, num_images=2)
+    cfg = InpaintConfig(size=256, steps=2, num_images=2)
     stub = TemplatePortraitPipeline(stage1, stage2, analyzer, config=cfg)
     template = tmp_path / "astronaut_padded.png"
     save_png(template, _padded(load_image(faces_dir / "eileen_collins/astronaut.png")))
-    result = inpaint(template, kit.obama.path, output=tmp_path / "out", pipeline=stub, progress=False)
+    result = inpaint(template, kit.obama.path, output=tmp_path / "out", pipeline=stub, quiet=True)
     face = result.outcome.faces[0]
     # Stage 1 drew a detectable face: its 68 landmarks were fused and warped onto the template face.
     assert face.stage1.landmarks is not None and face.stage1.fused
@@ -271,7 +271,7 @@ def test_missing_body_pose_model_falls_back_to_face_landmarks(kit, pipe, faces_d
     no_pose.body_pose = BodyPoseSource(NoModel())
     template = faces_dir / "obama/obama_2009_congress_address.jpg"
     result = inpaint(template, kit.obama.path, output=tmp_path / "o", pipeline=no_pose, num_images=1,
-                     seam_correction=False, mask="landmarks", progress=False)
+                     seam_correction=False, mask="landmarks", quiet=True)
     assert result.outcome.faces[0].stage1.pose_source == "face-landmarks"
     # (and without the seam correction, with the landmark-hull mask: still nothing changes outside it)
     seam = result.records[0]["faces"][0]["seam"]

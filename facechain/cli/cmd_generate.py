@@ -16,7 +16,7 @@ def register(sub, common) -> None:
     g = p.add_argument_group("who and which look")
     g.add_argument("--person", metavar="NAME|DIR", help="identity name or folder (default: the newest identity)")
     g.add_argument("--style", metavar="NAME|FILE", help="style name (see 'facechain styles') or a style .yaml file (default: business_suit)")
-    g.add_argument("--style-prompt", metavar="TEXT", help="ad-hoc style prompt (or replace the --style's prompt); {trigger} marks the identity")
+    g.add_argument("--prompt", "--style-prompt", dest="prompt", metavar="TEXT", help="ad-hoc style prompt (or replace the --style's prompt); {trigger} marks the identity")
     g.add_argument("--style-lora", metavar="FILE", help="style LoRA .safetensors (ad hoc, or replace the --style's LoRA)")
     g.add_argument("--style-weight", type=float, metavar="W", help="style LoRA weight (default: the style's, else 0.25)")
     g.add_argument("--face-weight", type=float, metavar="W", help="face LoRA weight (default: the style's, else 0.95)")
@@ -32,7 +32,7 @@ def register(sub, common) -> None:
     s.add_argument("--batch-size", type=int, metavar="B", help="images per denoising batch (default 1; more is faster on big GPUs)")
     s.add_argument("--seed", type=int, help="seed of the first image; image i uses seed+i (default: random, recorded)")
     s.add_argument("--steps", type=int, help="denoising steps (default: the style's, 40)")
-    s.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the style's, 7.0)")
+    s.add_argument("--guidance-scale", "--guidance", dest="guidance_scale", type=float, help="classifier-free guidance scale (default: the style's, 7.0)")
     s.add_argument("--size", metavar="512|WxH", help="image size, e.g. 512 or 512x768 (default: the style's)")
     s.add_argument("--sampler", help="default, ddim, pndm, euler, euler_a, heun, lms, dpm++2m, dpm++2m_karras, unipc")
     m = p.add_argument_group("models")
@@ -56,31 +56,34 @@ def register(sub, common) -> None:
     d.add_argument("--vae-tiling", action="store_const", const=True, help="decode large images tile by tile (less memory)")
     d.add_argument("--vae-slicing", action="store_const", const=True, help="decode a batch one image at a time (less memory)")
     p.add_argument("-o", "--output", metavar="DIR", help="output folder (default: a new ./outputs/<time>-<style>); never overwritten")
-    p.add_argument("--config", metavar="FILE", help="YAML config file with a 'generate:' section (flags win)")
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML config file with a 'generate:' section (flags win)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing portraits folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     p.add_argument("--json", action="store_true", help="print the run's metadata as JSON")
     p.set_defaults(func=run)
 
 
-_OPTIONS = ("person", "photo", "adapter", "adapter_scale", "style", "style_prompt", "style_lora", "style_weight", "face_weight", "face_lora", "negative_prompt",
-            "num_images", "batch_size", "seed", "steps", "guidance", "size", "sampler", "base_model", "openpose_controlnet",
+_OPTIONS = ("person", "photo", "adapter", "adapter_scale", "style", "prompt", "style_lora", "style_weight", "face_weight", "face_lora", "negative_prompt",
+            "num_images", "batch_size", "seed", "steps", "guidance_scale", "size", "sampler", "base_model", "openpose_controlnet",
             "fuse_lora", "pose", "pose_strength", "fusion", "fusion_strength", "strict", "min_face_fraction", "device", "dtype",
-            "cpu_offload", "vae_tiling", "vae_slicing", "output")
+            "cpu_offload", "vae_tiling", "vae_slicing", "output", "overwrite")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
     from ..config import load_config
-    from ..generation.api import default_output_dir, generate
+    from ..generation.api import generate
     from ..generation.config import DEFAULT_STYLE, GenerateConfig
+    from ..results import default_output_dir
 
-    options = {k: getattr(args, k) for k in _OPTIONS}
-    if options["output"] is None:
+    options = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
+    if "output" not in options:
         cfg = load_config(GenerateConfig, "generate", args.config, {})
         if cfg.output is None:
-            style_name = options["style"] or cfg.style or ("custom" if (options["style_prompt"] or cfg.style_prompt) else DEFAULT_STYLE)
+            style_name = options.get("style") or cfg.style or ("custom" if (options.get("prompt") or cfg.prompt) else DEFAULT_STYLE)
             options["output"] = str(default_output_dir(str(style_name).rsplit("/", 1)[-1].removesuffix(".yaml")))
-    results = generate(config_file=args.config, progress=sys.stderr.isatty(), **options)
+    results = generate(config=args.config, quiet=args.quiet, **options)
     for w in results.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     for p in results:
         sim = "-" if p.similarity is None else f"{p.similarity:.3f}"
         status = "ok" if p.ok else f"flagged: {p.reason}"
-        print(f"{p.metadata.get('file', ''):<10} {sim:>10}  {p.seed:>10}  {status}")
+        print(f"{p.metadata.get('file', ''):<10} {sim:>10}  {str(p.seed):>10}  {status}")
     per = results.timings.get("per_image", {})
     if per:
         print(f"time per image: {per.get('total', 0):.2f} s (denoising {per.get('denoising', 0):.2f} s)")

@@ -28,8 +28,10 @@ def register(sub, common) -> None:
                    help="FACT adapter strength for --photo (default 0.55; 0 = base model)")
     p.add_argument("--face-index", action="append", type=int, metavar="I",
                    help="face to replace (left-to-right number); repeat, one per --person, in the same order")
-    p.add_argument("-o", "--output", default="inpaint-results", help="output folder (default: ./inpaint-results)")
-    p.add_argument("--config", dest="config_file", metavar="YAML", help="config file with an 'inpaint:' section")
+    p.add_argument("-o", "--output", help="output folder (default: a new ./outputs/<time>-inpaint)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing portraits folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    p.add_argument("-c", "--config", dest="config_file", metavar="YAML", help="config file with an 'inpaint:' section")
     p.add_argument("-n", "--num-images", type=int, help="candidates per face, ranked by similarity (default 2)")
     p.add_argument("--seed", type=int, help="random seed (candidate k uses seed + k)")
     p.add_argument("--style", help="style whose prompt to use (name or YAML file)")
@@ -38,7 +40,7 @@ def register(sub, common) -> None:
     p.add_argument("--strength", type=float, help="stage-2 denoising strength from the template latent (default 0.65)")
     p.add_argument("--steps", type=int, help="diffusion steps (default 30)")
     p.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default 7)")
-    p.add_argument("--resolution", type=int, help="side of the square work crop SD sees (default 512)")
+    p.add_argument("--size", "--resolution", dest="size", help="side of the square work crop SD sees (default 512)")
     p.add_argument("--face-weight", type=float, help="face LoRA weight (default 0.95)")
     p.add_argument("--base-model", help="base model: folder, .safetensors or hub id (default: the identity's)")
     p.add_argument("--openpose-controlnet", help="OpenPose ControlNet: folder or hub id (registry: openpose-controlnet)")
@@ -50,31 +52,32 @@ def register(sub, common) -> None:
                    help="region to redraw: head (face + hair, default) or landmarks (face hull + forehead; keeps the hair)")
     p.add_argument("--no-seam-correction", dest="seam_correction", action="store_const", const=False,
                    help="do not add the VAE round-trip error back when pasting (for comparison)")
-    p.add_argument("--no-fusion", dest="fuse_faces", action="store_const", const=False,
+    p.add_argument("--fusion", choices=["landmark", "modelscope", "none"], default="landmark", help="face fusion backend")
+    p.add_argument("--no-fusion", dest="fusion", action="store_const", const="none",
                    help="skip face fusion after the two stages")
-    p.add_argument("--save-intermediates", action="store_const", const=True,
+    p.add_argument("--save-intermediates", action="store_true",
                    help="also write every stage's images (crops, masks, control images, candidates)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..inpainting.api import inpaint
+    from ..results import default_output_dir
 
     result = inpaint(
         args.template, args.person, photo=args.photo, adapter=args.adapter, adapter_scale=args.adapter_scale,
-        face_index=args.face_index, output=args.output, config_file=args.config_file,
-        num_images=args.num_images, seed=args.seed, style=args.style, prompt=args.prompt,
-        negative_prompt=args.negative_prompt, strength=args.strength, steps=args.steps,
-        guidance_scale=args.guidance_scale, resolution=args.resolution, face_weight=args.face_weight,
+        face_index=args.face_index, output=args.output or str(default_output_dir("inpaint")), config=args.config_file,
+        num_images=args.num_images if args.num_images is not None else 4, seed=args.seed, style=args.style,
+        prompt=args.prompt, negative_prompt=args.negative_prompt, strength=args.strength, steps=args.steps,
+        guidance_scale=args.guidance_scale, size=args.size, face_weight=args.face_weight,
         base_model=args.base_model, openpose_controlnet=args.openpose_controlnet,
-        canny_controlnet=args.canny_controlnet, device=args.device, dtype=args.dtype,
-        min_face_size=args.min_face_size, mask=args.mask, seam_correction=args.seam_correction, fuse_faces=args.fuse_faces,
-        save_intermediates=args.save_intermediates,
+        canny_controlnet=args.canny_controlnet, device=args.device or "auto", dtype=args.dtype or "auto",
+        min_face_size=args.min_face_size, mask=args.mask, seam_correction=args.seam_correction, fusion=args.fusion,
+        save_intermediates=args.save_intermediates, overwrite=args.overwrite, quiet=args.quiet,
     )
-    # Warnings were logged as they happened (and are kept in inpaint.json).
-    for path, rec in zip(result.images, result.records):
-        sim = "n/a" if rec["similarity"] is None else f"{rec['similarity']:.3f}"
-        faces = ", ".join(f"face {f['face_index']}={f['person']}" for f in rec["faces"])
-        print(f"{path}  similarity {sim}  ({faces})")
-    print(f"summary: {result.summary_path}")
+    for p in result:
+        sim = "n/a" if p.similarity is None else f"{p.similarity:.3f}"
+        faces = ", ".join(f"face {f['face_index']}={f['person']}" for f in p.faces)
+        print(f"{p.path}  similarity {sim}  ({faces})")
+    print(f"saved {len(result)} portrait(s) to {result.output_dir}")
     return 0

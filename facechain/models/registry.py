@@ -88,6 +88,10 @@ register(ModelSpec("canny-controlnet", "lllyasviel/control_v11p_sd15_canny", "Ca
                    allow_patterns=("*.json", "diffusion_pytorch_model.safetensors")))
 register(ModelSpec("depth-controlnet", "lllyasviel/control_v11f1p_sd15_depth", "Depth ControlNet (virtual try-on)", ("tryon",), optional=True,
                    allow_patterns=("*.json", "diffusion_pytorch_model.safetensors")))
+# The reference merges this realism LoRA (SD 1.5) into every style without a LoRA of its own, at the style weight.
+register(ModelSpec("realism-lora", "ms:Cherrytest/zjz_mj_jiyi_small_addtxt_fromleo@v1.0.0#zjz_mj_jiyi_small_addtxt_fromleo.safetensors",
+                   "realism LoRA merged into prompt-only styles (the reference's default style LoRA)", ("generate",),
+                   allow_patterns=("zjz_mj_jiyi_small_addtxt_fromleo.safetensors",)))
 register(ModelSpec("fact-adapter", "ms:yucheng1996/FaceChain-FACT@v1.0.0", "FACT face adapter + TransFace encoder (--photo)", ("generate --photo", "inpaint --photo"), optional=True))
 # Optional ModelScope backends of the paper's perception models.
 register(ModelSpec("m2fp-parsing", "ms:damo/cv_resnet101_image-multiple-human-parsing", "M2FP human parsing (--segmenter m2fp)", ("prepare",), optional=True))

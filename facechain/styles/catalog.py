@@ -82,31 +82,32 @@ def find_style(name_or_path: str | Path) -> Style:
 def resolve_style(
     style: str | Path | Style | None = None,
     *,
-    style_prompt: str | None = None,
+    prompt: str | None = None,
     style_lora: str | Path | None = None,
     style_weight: float | None = None,
     default: str | None = None,
 ) -> Style:
-    """The style a run uses: ``style`` (name, file or :class:`Style`) with ``style_*`` overrides applied.
+    """The style a run uses: ``style`` (name, file or :class:`Style`) with the overrides applied.
 
-    Without ``style``, ``style_prompt`` makes an ad-hoc style (prompt-only, or with ``style_lora``);
-    with neither, the ``default`` style name is used.
+    ``prompt`` replaces the style's prompt; without ``style`` it makes an ad-hoc style (prompt-only,
+    or with ``style_lora``); with neither, the ``default`` style name is used.
     """
+    style_prompt = prompt
     if isinstance(style, Style):
         base = style
     elif style is not None:
         base = find_style(style)
     elif style_prompt is not None:
-        base = style_from_mapping({"name": "custom", "prompt": style_prompt}, "--style-prompt", origin="adhoc")
+        base = style_from_mapping({"name": "custom", "prompt": style_prompt}, "--prompt", origin="adhoc")
     elif style_lora is not None:
-        raise ConfigError("--style-lora needs --style-prompt (an ad-hoc style) or --style (to replace that style's LoRA)")
+        raise ConfigError("--style-lora needs --prompt (an ad-hoc style) or --style (to replace that style's LoRA)")
     elif default:
         base = find_style(default)
     else:
-        raise ConfigError("no style given: pass --style NAME|FILE or --style-prompt TEXT")
+        raise ConfigError("no style given: pass --style NAME|FILE or --prompt TEXT")
     changes: dict[str, Any] = {}
     if style_prompt is not None and base.prompt != style_prompt:
-        changes["prompt"] = style_from_mapping({"name": base.name, "prompt": style_prompt}, "--style-prompt").prompt
+        changes["prompt"] = style_from_mapping({"name": base.name, "prompt": style_prompt}, "--prompt").prompt
     if style_lora is not None:
         lora = str(style_lora)
         if Path(lora).expanduser().exists():
