@@ -78,6 +78,8 @@ def _a1111_parameters(meta: dict[str, Any]) -> str:
     parts = [("Steps", meta.get("steps")), ("Sampler", meta.get("sampler")), ("CFG scale", meta.get("guidance_scale")),
              ("Seed", meta.get("seed")), ("Size", meta.get("size")), ("Model", meta.get("base_model")),
              ("Denoising strength", meta.get("strength")), ("Template", meta.get("template"))]
+    fact = meta.get("fact") or {}
+    parts += [("FACT adapter", fact.get("fact_adapter")), ("Adapter scale", fact.get("adapter_scale"))]
     tail = ", ".join(f"{k}: {v}" for k, v in parts if v is not None)
     return f"{meta.get('prompt', '')}\nNegative prompt: {meta.get('negative_prompt', '')}\n{tail}"
 
@@ -152,6 +154,7 @@ class Portraits(Sequence[Portrait]):
     timings: dict[str, Any] = field(default_factory=dict)
     output_dir: Path | None = None
     intermediates: dict[str, Any] = field(default_factory=dict, repr=False)  # name -> image, saved in intermediates/
+    details: Any = field(default=None, repr=False, compare=False)  # the pipeline's own outcome (every stage's arrays)
 
     def __post_init__(self) -> None:
         for i, p in enumerate(self.portraits, 1):

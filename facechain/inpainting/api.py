@@ -191,11 +191,11 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
     photos = [Path(p) for p in _as_list(photo) or []]
     indices = _as_list(face_index)
     if photos and _as_list(person):
-        raise FacechainError("photo and person both given: give either trained identities (person) "
-                             "or photos of one person (photo), not both")
+        raise FacechainError("--photo and --person both given: give either trained identities (--person) "
+                             "or photos of one person (--photo), not both")
     if photos and indices and len(indices) > 1:
-        raise FacechainError(f"face_index given {len(indices)} times with photo: photos put one person "
-                             "into one face; give one face index (or trained identities for several faces)")
+        raise FacechainError(f"--face-index given {len(indices)} times with --photo: --photo puts one person "
+                             "into one face; give one --face-index (or use --person for several faces)")
     identities = [] if photos else _resolve_people(person)
     image = load_image(template_path)
     analyzer = analyzer or (pipeline.analyzer if pipeline is not None else None) or _default_analyzer()
@@ -483,7 +483,7 @@ def _to_portraits(template: Path, image: np.ndarray, jobs, targets, cfg: Inpaint
         portraits.append(Portrait(Image.fromarray(portrait.image), meta["similarity"], portrait.faces[0].seed if portrait.faces else None,
                                   True, None, faces, meta))
     timings = {k: round(v, 3) for k, v in outcome.timings.items()}
-    result = Portraits(portraits, settings, warnings, timings)
+    result = Portraits(portraits, settings, warnings, timings, details=outcome)
     if cfg.save_intermediates:
         result.intermediates = _intermediates(outcome)
     return result
