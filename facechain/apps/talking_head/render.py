@@ -76,6 +76,22 @@ class MeshWarper:
         return cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+OPEN_AT_REST = 0.04  # inner-lip gap (in interocular distances) above which the photo shows its mouth's inside
+
+
+@dataclass
+class MouthInside:
+    """What a portrait with parted lips shows between them, split at the midline between the lips:
+    the upper half (upper teeth) moves with the upper lip, the lower half with the lower lip."""
+
+    pixels: np.ndarray  # (h, w, 3) float, the box around the rest opening
+    upper: np.ndarray  # (h, w) coverage of the upper half
+    lower: np.ndarray
+    origin: np.ndarray  # (2,) the box's top-left corner in the image
+    rest_upper: np.ndarray  # (11, 2) inner-lip points at rest
+    rest_lower: np.ndarray
+
+
 @dataclass
 class MouthStyle:
     """Colours of the painted mouth, taken from the portrait so they match its lighting."""
@@ -84,14 +100,16 @@ class MouthStyle:
     tongue: np.ndarray
     teeth: np.ndarray
     rest_gap: float  # inner-lip gap of the portrait, px
+    inside: MouthInside | None = None  # None: the lips are closed in the photo
 
 
 def mouth_style(image: np.ndarray, mesh_points: np.ndarray, io: float) -> MouthStyle:
-    """Sample lip and skin colour of the portrait; remember how far its lips are apart at rest."""
+    """Sample lip and skin colour of the portrait; keep what its parted lips show, if they are."""
     h, w = image.shape[:2]
     lips = np.zeros((h, w), np.uint8)
     outer = mesh_points[list(fm.LIPS_UPPER_OUTER) + list(fm.LIPS_LOWER_OUTER[::-1])]
-    inner = mesh_points[_UPPER_INNER + _LOWER_INNER[::-1]]
+    upper, lower = mesh_points[_UPPER_INNER], mesh_points[_LOWER_INNER]
+    inner = np.vstack([upper, lower[::-1]])
     cv2.fillPoly(lips, [np.round(outer).astype(np.int32)], 1)
     cv2.fillPoly(lips, [np.round(inner).astype(np.int32)], 0)
     lip = image[lips > 0].reshape(-1, 3).astype(np.float64)
@@ -100,12 +118,23 @@ def mouth_style(image: np.ndarray, mesh_points: np.ndarray, io: float) -> MouthS
     x2, y2 = np.clip(mesh_points.max(0).astype(int), 0, [w - 1, h - 1])
     face = image[y1:y2 + 1, x1:x2 + 1].reshape(-1, 3).astype(np.float64)
     light = float(np.clip(np.percentile(face.mean(1), 90) / 200.0, 0.45, 1.15)) if len(face) else 1.0
-    gap = float(np.linalg.norm(mesh_points[fm.LIPS_UPPER_INNER[5]] - mesh_points[fm.LIPS_LOWER_INNER[5]]))
+    gap = float(np.linalg.norm(upper[5] - lower[5]))
+    inside = None
+    if gap > OPEN_AT_REST * io:
+        lo = np.maximum(np.floor(inner.min(0)).astype(int) - 2, 0)
+        hi = np.minimum(np.ceil(inner.max(0)).astype(int) + 3, [w, h])
+        size = (hi[1] - lo[1], hi[0] - lo[0])
+        mid = (upper + lower) / 2
+        whole = _poly_mask(size, inner - lo)
+        top_half = _poly_mask(size, np.vstack([upper, mid[::-1]]) - lo)
+        inside = MouthInside(image[lo[1]:hi[1], lo[0]:hi[0]].astype(np.float64), whole * top_half,
+                             whole * (1 - top_half), lo.astype(np.float64), upper.copy(), lower.copy())
     return MouthStyle(
         throat=lip_rgb * 0.22,
         tongue=lip_rgb * 0.62 + np.array([20.0, 0.0, 0.0]),
         teeth=np.array([226.0, 220.0, 204.0]) * light,
         rest_gap=gap,
+        inside=inside,
     )
 
 
@@ -137,25 +166,50 @@ def paint_mouth(frame: np.ndarray, points: np.ndarray, style: MouthStyle, io: fl
     low = lower.mean(0) - off
     tongue = _ellipse_mask(size, (low[0], low[1] - 0.1 * gap), (0.32 * span[0], 0.35 * gap))
     inside = inside * (1 - tongue[..., None]) + style.tongue[None, None, :] * tongue[..., None]
-    # Upper incisors: from the upper lip down to an edge that arches up towards the corners, so
-    # teeth show in the middle of the mouth and vanish where the lip curves down to the corners.
-    depth = min(0.08 * io, 0.45 * gap)
-    if depth >= 1.0:
-        down = _down(points)
-        across = np.array([down[1], -down[0]])
-        top = upper - off - 1.5 * down  # tucked under the lip: no dark seam between lip and teeth
-        u = (top - centre) @ across
-        v = (top - centre) @ down
-        half = max(float(np.abs(u).max()), 1e-6)
-        edge = float(v[len(v) // 2]) + depth * (1.0 - 0.6 * (u / half) ** 2)
-        bottom = top + np.outer(np.maximum(edge - v, 0.0), down)
-        teeth = _poly_mask(size, np.vstack([top, bottom[::-1]]))
-        shade = np.clip(1.0 - 0.5 * np.abs(xx - centre[0]) / (span[0] / 2), 0.5, 1.0)
-        inside = inside * (1 - teeth[..., None]) + (style.teeth[None, None, :] * shade[..., None]) * teeth[..., None]
-    alpha = (mask * fade)[..., None]
+    if style.inside is not None:
+        # The photo's own teeth: the upper half rides with the upper lip, the lower with the lower.
+        for half, rest, now in ((style.inside.upper, style.inside.rest_upper, upper),
+                                (style.inside.lower, style.inside.rest_lower, lower)):
+            inside = _paste_moved(inside, style.inside.pixels, half, style.inside.origin, rest, now, off, size)
+        alpha = mask[..., None]
+    else:
+        inside = _paint_teeth(inside, upper, points, style.teeth, off, size, min(0.08 * io, 0.45 * gap))
+        alpha = (mask * fade)[..., None]
     region = frame[y0:y1, x0:x1].astype(np.float64)
     frame[y0:y1, x0:x1] = np.clip(region * (1 - alpha) + inside * alpha, 0, 255).astype(np.uint8)
     return frame
+
+
+def _paste_moved(canvas: np.ndarray, pixels: np.ndarray, coverage: np.ndarray, origin: np.ndarray,
+                 rest: np.ndarray, now: np.ndarray, off: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Composite ``pixels`` (a box at ``origin``) moved the way ``rest`` points moved to ``now``."""
+    m, _ = cv2.estimateAffinePartial2D(rest - origin, now - off)
+    if m is None:
+        return canvas
+    moved = cv2.warpAffine(pixels, m, (size[1], size[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(coverage, m, (size[1], size[0]), flags=cv2.INTER_LINEAR, borderValue=0.0)[..., None]
+    return canvas * (1 - a) + moved * a
+
+
+def _paint_teeth(inside: np.ndarray, upper: np.ndarray, points: np.ndarray, colour: np.ndarray, off: np.ndarray,
+                 size: tuple[int, int], depth: float) -> np.ndarray:
+    """Upper incisors for a photo with closed lips: from the upper lip down to an edge that arches
+    up towards the corners, so teeth show mid-mouth and vanish where the lip curves to the corners."""
+    if depth < 1.0:
+        return inside
+    down = _down(points)
+    across = np.array([down[1], -down[0]])
+    top = upper - off - 1.5 * down  # tucked under the lip: no dark seam between lip and teeth
+    centre = top.mean(0)
+    u = (top - centre) @ across
+    v = (top - centre) @ down
+    half = max(float(np.abs(u).max()), 1e-6)
+    edge = float(v[len(v) // 2]) + depth * (1.0 - 0.6 * (u / half) ** 2)
+    bottom = top + np.outer(np.maximum(edge - v, 0.0), down)
+    teeth = _poly_mask(size, np.vstack([top, bottom[::-1]]))[..., None]
+    xx = np.arange(size[1], dtype=np.float64)[None, :]
+    shade = np.clip(1.0 - 0.5 * np.abs(xx - centre[0]) / half, 0.5, 1.0)[..., None]
+    return inside * (1 - teeth) + colour[None, None, :] * shade * teeth
 
 
 def _down(points: np.ndarray) -> np.ndarray:
