@@ -285,3 +285,11 @@ def test_enhancer_doubles_the_resolution_around_an_aligned_face(faces_dir):
     aligned = ((seen[0] + 1) * 127.5).astype(np.uint8)
     found = get_face_mesh_model().faces(aligned)[0]
     assert np.abs(found.five_points()[:2] - np.array([[193, 240], [319, 240]])).max() < 12  # eyes on the template
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_text_is_spoken_offline_with_espeak_ng(faces_dir, tmp_path):
+    result = talk(faces_dir / PORTRAIT, text="Hello, nice to meet you.", output=tmp_path / "hello.mp4", size=128,
+                  seed=0, quiet=True)
+    assert result.seconds > 0.8 and result.frames == round(result.seconds * FPS)
+    assert result.metadata["speech"].startswith("text") and result.video.is_file()
