@@ -293,3 +293,23 @@ def test_text_is_spoken_offline_with_espeak_ng(faces_dir, tmp_path):
                   seed=0, quiet=True)
     assert result.seconds > 0.8 and result.frames == round(result.seconds * FPS)
     assert result.metadata["speech"].startswith("text") and result.video.is_file()
+
+
+def test_a_generated_portrait_object_speaks_and_long_audio_goes_in_chunks(faces_dir, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    import facechain
+    from facechain.apps.talking_head import api
+
+    short = synthetic_speech("ba-di | mo", lead_s=0.2)
+    _write_wav(tmp_path / "short.wav", short)
+    portrait = SimpleNamespace(image=Image.open(faces_dir / PORTRAIT).convert("RGB"), path=None)  # like a Portrait
+    monkeypatch.setattr(api, "CHUNK_SECONDS", 0.4)
+    sink = progress.RecordingSink()
+    with progress.reporting(sink=sink):
+        result = facechain.talk(portrait, audio=tmp_path / "short.wav", output=tmp_path / "p.mp4", size=128, seed=1)
+    steps = [e.done for e in sink.events if e.task == "talking head" and not e.finished]
+    assert result.frames == round(short.seconds * FPS) and result.size == (128, 128)
+    assert steps[0] == 0 and len(steps) >= 1 + result.frames // 10 and steps[-1] == result.frames  # 10-frame chunks

@@ -34,7 +34,7 @@ from .motion import frame_count
 
 DEFAULT_FPS = 25
 MAX_SIDE = 512  # the default output's long side: the size of a generated portrait
-CHUNK_SECONDS = 10.0
+CHUNK_SECONDS = 2.0  # frames held in memory at once (50 frames of 512 px: 39 MB)
 
 
 @dataclass
