@@ -24,6 +24,8 @@ _API = {
     "inpaint": "facechain.inpainting.api",
     "FaceAnalyzer": "facechain.perception",
     "ModelStore": "facechain.models",
+    "talk": "facechain.apps.talking_head.api",
+    "TalkResult": "facechain.apps.talking_head.api",
 }
 
 

@@ -105,5 +105,13 @@ from ..pose import model_files as _pose_files  # noqa: E402
 
 register(ModelSpec("body-pose", _pose_files.REFERENCE, "body pose, 33 points -> OpenPose 18 (BlazePose TFLite from the mediapipe wheel)",
                    ("generate --pose", "inpaint"), locate=_pose_files.locator("body-pose"), fetch=_pose_files.fetcher("body-pose")))
+# Talking head (facechain talk): the face mesh from the same wheel; SadTalker and the GFP-GAN enhancer from hubs.
+register(ModelSpec("face-mesh", _pose_files.REFERENCE, "face detection + 468-point face mesh (MediaPipe TFLite from the mediapipe wheel)",
+                   ("talk",), locate=_pose_files.locator("face-mesh"), fetch=_pose_files.fetcher("face-mesh")))
+register(ModelSpec("sadtalker", "vinthony/SadTalker", "SadTalker V0.0.2 audio-to-motion + face renderer weights (talk --backend sadtalker; "
+                   "Apache-2.0, Tencent; weights are checked, the networks are not part of facechain)", ("talk --backend sadtalker",),
+                   optional=True, allow_patterns=("SadTalker_V0.0.2_256.safetensors", "mapping_00229-model.pth.tar")))
+register(ModelSpec("face-enhancer", "facefusion/models-3.0.0", "GFP-GAN v1.4 face restoration, ONNX (talk --enhance; GFP-GAN: Apache-2.0, "
+                   "TencentARC)", ("talk --enhance",), optional=True, allow_patterns=("gfpgan_1.4.onnx",)))
 register(ModelSpec("wd14-tagger", "SmilingWolf/wd-v1-4-convnext-tagger-v2", "WD14 image tagger, ONNX (prepare --tagger wd14)", ("prepare",), optional=True,
                    allow_patterns=("model.onnx", "selected_tags.csv")))
