@@ -311,3 +311,13 @@ def test_reprs_leave_bulky_fields_out(tmp_path):
     assert "0.1234" not in repr(prep) and "accepted=0" in repr(prep)
     report = TemplateFacesReport(tmp_path / "t.png", (640, 480), [], 48, None)
     assert repr(report).startswith("TemplateFacesReport(") and "640x480" in repr(report)
+
+
+def test_the_option_table_in_the_docs_is_current():
+    from pathlib import Path
+
+    from facechain.cli.vocabulary import options_table
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "options.md"
+    assert page.read_text(encoding="utf-8") == options_table(), \
+        "docs/options.md is stale: python -m facechain.cli.vocabulary > docs/options.md"
