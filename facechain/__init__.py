@@ -99,17 +99,17 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # what editors and type checkers see (nothing of this is imported at run time)
-    from .fact.training import train_adapter
-    from .generation.api import generate
-    from .identity import Identity
-    from .inpainting.api import inpaint
-    from .inpainting.api import template_faces as faces
-    from .models.api import models
-    from .pipelines import PortraitPipeline, TemplatePipeline
-    from .postprocess.evaluate import evaluate
-    from .preprocess.pipeline import prepare
-    from .preprocess.result import PrepareResult
-    from .results import Portrait, Portraits
-    from .styles.catalog import styles
-    from .training.api import train, train_style
-    from .export import export
+    from .fact.training import train_adapter  # noqa: F401
+    from .generation.api import generate  # noqa: F401
+    from .identity import Identity  # noqa: F401
+    from .inpainting.api import inpaint  # noqa: F401
+    from .inpainting.api import template_faces as faces  # noqa: F401
+    from .models.api import models  # noqa: F401
+    from .pipelines import PortraitPipeline, TemplatePipeline  # noqa: F401
+    from .postprocess.evaluate import evaluate  # noqa: F401
+    from .preprocess.pipeline import prepare  # noqa: F401
+    from .preprocess.result import PrepareResult  # noqa: F401
+    from .results import Portrait, Portraits  # noqa: F401
+    from .styles.catalog import styles  # noqa: F401
+    from .training.api import train, train_style  # noqa: F401
+    from .export import export  # noqa: F401

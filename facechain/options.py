@@ -139,6 +139,13 @@ class Option:
             return self.flags
         return self.flags + tuple("--no-" + f[2:] for f in self.flags if f.startswith("--"))
 
+    def _range(self) -> str:
+        if self.low is not None and self.high is not None and not self.low_open:
+            return f"between {self.low:g} and {self.high:g}"
+        low = "" if self.low is None else (f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}")
+        high = "" if self.high is None else f"at most {self.high:g}"
+        return " and ".join(x for x in (low, high) if x)
+
     def known_choices(self) -> tuple[str, ...]:
         return tuple(self.choices()) if callable(self.choices) else tuple(self.choices)
 
@@ -156,12 +163,9 @@ class Option:
             value = _as_int(name, value)
         elif self.type is float:
             value = _as_float(name, value)
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            bound = f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
-            _fail(name, f"must be {bound}" + (f" and at most {self.high:g}" if self.high is not None else "")
-                  + f", got {value}")
-        if self.high is not None and value > self.high:
-            _fail(name, f"must be at most {self.high:g}, got {value}")
+        too_low = self.low is not None and (value < self.low or (self.low_open and value == self.low))
+        if too_low or (self.high is not None and value > self.high):
+            _fail(name, f"must be {self._range()}, got {value}")
         choices = self.known_choices()
         if choices and value not in choices:
             _fail(name, f"{value!r} is not a choice ({did_you_mean(str(value), choices)})")

@@ -210,10 +210,11 @@ def test_no_fusion_is_a_documented_shorthand_for_fusion_none(verb):
     (["generate", "--fusion", "lanmark"], "did you mean landmark"),
     (["generate", "--style", "cyberpnk"], "--style cyberpnk: no such style (did you mean cyberpunk"),
     (["inpaint", "t.png", "--size", "512x768"], "--size must be one number here"),
-    (["inpaint", "t.png", "--strength", "0"], "--strength must be greater than 0"),
+    (["inpaint", "t.png", "--strength", "0"], "--strength must be greater than 0 and at most 1, got 0.0"),
     (["train", "p", "--size", "512x768"], "--size must be one number here"),
     (["train", "p", "--learning-rate", "inf"], "--learning-rate must be a finite number"),
-    (["eval", "o", "--threshold", "1.5"], "--threshold must be at most 1"),
+    (["eval", "o", "--threshold", "1.5"], "--threshold must be between 0 and 1, got 1.5"),
+    (["generate", "--fusion-strength", "2"], "--fusion-strength must be between 0 and 1"),
     (["generate", "-n", "0"], "--num-images must be at least 1"),
 ])
 def test_cli_refuses_bad_values_in_one_line_naming_the_flag(argv, message):

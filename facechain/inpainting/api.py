@@ -99,14 +99,14 @@ def template_faces(
     given = options.validate({"min_face_size": min_face_size})
     cfg = _config(config, given)
     path = Path(template)
+    out = (Path(output) if output is not None else Path(f"{path.stem}.faces.png")) if preview else None
+    if out is not None:
+        _check_preview_destination(out, overwrite)  # before the work
     with progress.reporting(quiet=quiet):
         image = load_image(path)
         progress.say(f"finding the faces of {path.name}")
         faces = _find_faces(image, cfg, analyzer)
-        out: Path | None = None
-        if preview:
-            out = Path(output) if output is not None else Path(f"{path.stem}.faces.png")
-            _check_preview_destination(out, overwrite)
+        if out is not None:
             save_png(out, draw_numbered_faces(image, faces, cfg.min_face_size), text={PREVIEW_MARKER: str(path)})
     return TemplateFacesReport(path, (image.shape[1], image.shape[0]), faces, cfg.min_face_size, out)
 

@@ -161,10 +161,12 @@ TRAINING_KEYWORDS = ("base_model", "steps", "epochs", "batch_size", "learning_ra
 _DTYPE_TO_MIXED_PRECISION = {"auto": None, "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
 
 
-def training_overrides(values: dict[str, Any]) -> dict[str, Any]:
-    """The shared vocabulary -> :class:`TrainConfig` fields: ``size`` -> ``resolution``, ``dtype`` -> ``mixed_precision``
-    (fp32 = no mixed precision), ``device``/``dtype`` ``auto`` -> not given (the config file's, else automatic)."""
-    values = options.validate(values, square_size=True)
+def training_overrides(keywords: dict[str, Any]) -> dict[str, Any]:
+    """``train``/``train_style`` keywords -> :class:`TrainConfig` fields: ``size`` -> ``resolution``, ``dtype`` ->
+    ``mixed_precision`` (fp32 = no mixed precision), ``device``/``dtype`` ``auto`` -> not given (the config file's,
+    else automatic). Other keywords are ignored; every value is checked first (one-line errors)."""
+    wanted = (*TRAINING_KEYWORDS, "size", "device", "dtype")
+    values = options.validate({k: keywords.get(k) for k in wanted}, square_size=True)
     out = {k: values[k] for k in TRAINING_KEYWORDS if values.get(k) is not None}
     if values.get("size") is not None:
         out["resolution"] = int(values["size"])
@@ -216,11 +218,7 @@ def train(
     are passed to :func:`~facechain.preprocess.pipeline.prepare`. ``quiet``: no progress. Returns the
     saved :class:`~facechain.identity.Identity`.
     """
-    overrides = training_overrides(dict(
-        base_model=base_model, steps=steps, epochs=epochs, size=size, batch_size=batch_size,
-        learning_rate=learning_rate, lr_scheduler=lr_scheduler, rank=rank, alpha=alpha,
-        train_text_encoder=train_text_encoder, seed=seed, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
-        cache_latents=cache_latents, flip=flip, optimizer=optimizer, checkpoint_every=checkpoint_every, device=device))
+    overrides = training_overrides(locals())  # the keywords above, before anything else is bound
     cfg = load_config(TrainConfig, "train", config, overrides)
     inputs = _as_paths(photos)
     prepared = inputs[0] if len(inputs) == 1 and is_prepared_folder(inputs[0]) else None
@@ -367,11 +365,7 @@ def train_style(
     (default output ``$FACECHAIN_HOME/loras/<name>``). The keywords are :func:`train`'s (section
     ``train_style:`` of ``config``; ``size`` -> ``resolution``, ``dtype`` -> ``mixed_precision``).
     """
-    overrides = training_overrides(dict(
-        base_model=base_model, steps=steps, epochs=epochs, size=size, batch_size=batch_size,
-        learning_rate=learning_rate, lr_scheduler=lr_scheduler, rank=rank, alpha=alpha,
-        train_text_encoder=train_text_encoder, seed=seed, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
-        cache_latents=cache_latents, flip=flip, optimizer=optimizer, checkpoint_every=checkpoint_every, device=device))
+    overrides = training_overrides(locals())  # the keywords above, before anything else is bound
     cfg = load_config(StyleTrainConfig, "train_style", config, overrides)
     folder = _as_paths(folder)[0]
     examples = read_captioned_folder(folder)
