@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, NoReturn
 
 from .errors import FacechainError
 
-__all__ = ["Option", "Alias", "Shorthand", "Use", "OPTIONS", "OptionError", "add", "cli_door", "spell", "use",
-           "validate", "validate_args", "verb_parser"]
+__all__ = ["Option", "Alias", "Shorthand", "Use", "OPTIONS", "OptionError", "add", "cli_door", "spell", "spell_value",
+           "use", "validate", "validate_args", "verb_parser"]
 
 _NOTHING = object()
 
@@ -60,6 +60,15 @@ def spell(name: str) -> str:
         return name
     option = OPTIONS.get(name)
     return option.long_flag if option is not None else "--" + name.replace("_", "-")
+
+
+def spell_value(name: str, value: Any = True) -> str:
+    """An option with a value, as the caller would write it: ``--dtype fp32`` / ``dtype='fp32'``, ``--overwrite`` /
+    ``overwrite=True`` (for hints in messages)."""
+    spelled = spell(name)
+    if not spelled.startswith("-"):
+        return f"{spelled}={value!r}"
+    return spelled if value is True else f"{spelled} {value}"
 
 
 def _fail(name: str, message: str) -> NoReturn:
@@ -201,14 +210,23 @@ def _as_float(name: str, value: Any) -> float:
 
 
 def _check_size(name: str, value: Any, square: bool) -> int | str:
-    """``512``, ``"512"``, ``"768x512"`` (width x height) or ``(768, 512)`` -> ``512`` or ``"768x512"``."""
-    from .errors import ConfigError
-    from .styles.style import parse_size
+    """``512``, ``"512"``, ``"768x512"`` (width x height) or ``(768, 512)`` -> ``512`` or ``"768x512"``.
 
-    try:
-        w, h = parse_size(value, where=spell(name))
-    except ConfigError as e:
-        raise OptionError(str(e)) from None
+    Only what every verb needs (whole pixels, multiples of 8 for the VAE, at most 8192); a recipe may
+    ask for more (styles: at least 64 px).
+    """
+    w = h = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        w = h = value
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        w, h = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*([xX]\s*\d+\s*)?", value):
+        parts = [int(p) for p in re.split(r"[xX]", value)]
+        w, h = (parts * 2)[:2]
+    if w is None or h is None:
+        _fail(name, f"must be N or WIDTHxHEIGHT (e.g. 512 or 768x512), got {value!r}")
+    if not (8 <= w <= 8192 and 8 <= h <= 8192) or w % 8 or h % 8:
+        _fail(name, f"must be multiples of 8 between 8 and 8192 px (the VAE works on 8x8 blocks), got {w}x{h}")
     if square and w != h:
         _fail(name, f"must be one number here (this verb works on square images, e.g. {min(w, h)}), got {w}x{h}")
     return w if w == h else f"{w}x{h}"

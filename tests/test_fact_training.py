@@ -192,7 +192,7 @@ def test_cli_errors_are_one_line(tmp_path, tiny_sd_dir, encoder_file):
                               "--face-encoder", encoder_file, "-q")
     assert code == 1 and "no usable face photos" in stderr and "wall.png" in stderr and not (tmp_path / "o").exists()
     code, _, stderr = run_cli("train-adapter", tmp_path / "nobody", "-o", tmp_path / "o", "--shuffle-prob", "1.5")
-    assert code == 2 and "shuffle_prob" in stderr
+    assert code == 2 and "--shuffle-prob must be between 0 and 1, got 1.5" in stderr and stderr.count("\n") == 1
     code, _, stderr = run_cli("train-adapter", tmp_path / "nothing-here", "-o", tmp_path / "o")
     assert code == 2 and "nothing-here" in stderr
 

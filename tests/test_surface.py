@@ -322,3 +322,13 @@ def test_the_option_table_in_the_docs_is_current():
     page = Path(__file__).resolve().parents[1] / "docs" / "options.md"
     assert page.read_text(encoding="utf-8") == options_table(), \
         "docs/options.md is stale: python -m facechain.cli.vocabulary > docs/options.md"
+
+
+def test_hints_name_an_option_as_the_caller_writes_it():
+    from facechain.errors import OutputExistsError
+
+    assert str(OutputExistsError("out")) == "out: already exists; pass overwrite=True to replace it"
+    assert options.spell_value("dtype", "fp32") == "dtype='fp32'"
+    with options.cli_door():
+        assert str(OutputExistsError("out")) == "out: already exists; pass --overwrite to replace it"
+        assert options.spell_value("dtype", "fp32") == "--dtype fp32" and options.spell("retouch") == "--no-retouch"

@@ -268,11 +268,18 @@ def _load_components(reference: str, device: torch.device, dtype: torch.dtype) -
     return parts
 
 
-def _load_encoder(reference: str) -> FaceEncoder:
-    from .models import encoder_in_folder, load_encoder, resolve_reference
+def _encoder_file(reference: str) -> Path:
+    """The face encoder's weights file (a missing model fails here, before any work, in one line)."""
+    from .models import encoder_in_folder, resolve_reference
 
     path = resolve_reference(reference, "face encoder")
-    encoder, _ = load_encoder(encoder_in_folder(path) if path.is_dir() else path)
+    return encoder_in_folder(path) if path.is_dir() else path
+
+
+def _load_encoder(path: Path) -> FaceEncoder:
+    from .models import load_encoder
+
+    encoder, _ = load_encoder(path)
     return encoder
 
 
@@ -350,17 +357,18 @@ def train_adapter(
     if resume:
         found = checkpoints(work)
         if not found:
-            raise InputError(work, "no checkpoint to resume from (train without --resume)")
+            raise InputError(work, f"no checkpoint to resume from (train without {options.spell_value('resume')})")
         start_from = found[-1]
     elif work.exists():
         shutil.rmtree(work)
+    encoder_file = _encoder_file(cfg.face_encoder)
 
     with progress.reporting(quiet=quiet):
         dev = resolve_device(cfg.device)
         dt = resolve_dtype(dev, cfg.dtype)
         torch.manual_seed(cfg.seed)
-        progress.say(f"loading face encoder {cfg.face_encoder}")
-        encoder = _load_encoder(cfg.face_encoder).to(dev)
+        progress.say(f"loading face encoder {encoder_file}")
+        encoder = _load_encoder(encoder_file).to(dev)
         if analyzer is None:
             from ..perception import get_analyzer
 

@@ -87,14 +87,13 @@ def _start_work(work: Path, resume: bool) -> Path | None:
     if resume:
         ckpt = latest_checkpoint(work)
         if ckpt is None:
-            raise InputError(work, "no checkpoint to resume from (train without --resume)")
+            raise InputError(work, f"no checkpoint to resume from (train without {options.spell_value('resume')})")
         progress.say(f"resuming from {ckpt}")
         return ckpt
     if work.exists():
         if latest_checkpoint(work) is not None:
-            hint = options.spell("resume")
             progress.say(f"starting over: removing the checkpoints of an unfinished run in {work} "
-                         f"(pass {hint if hint.startswith('-') else hint + '=True'} to continue it instead)")
+                         f"(pass {options.spell_value('resume')} to continue it instead)")
         shutil.rmtree(work)
     return None
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import progress
+from ..options import spell, spell_value
 from ..config import config_to_dict
 from ..diffusion.device import resolve_device
 from ..diffusion.loading import quiet_ml_logs
@@ -328,9 +329,9 @@ class LoraTrainer:
 
     def _divergence_message(self, value: float) -> str:
         step = self.state.step + 1
-        hint = "lower --learning-rate"
+        hint = f"lower {spell('learning_rate')}"
         if self.mixed_precision != "no":
-            hint += " or --mixed-precision no"
+            hint += f" or {spell_value('dtype', 'fp32')}"
         last = latest_checkpoint(self.work_dir) if self.work_dir else None
         saved = f"; last checkpoint: {last}" if last else ""
         return f"loss became {value} at step {step}/{self.total_steps}: training diverged (try a {hint}){saved}"
