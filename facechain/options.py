@@ -186,7 +186,9 @@ class Option:
 def _as_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         _fail(name, f"must be a whole number, got {value!r}")
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float):
+        if not value.is_integer():
+            _fail(name, f"must be a whole number, got {value!r}")
         return int(value)
     try:
         return int(value)
@@ -605,8 +607,3 @@ def validate(values: Mapping[str, Any], *, square_size: bool = False) -> dict[st
         if option is not None and value is not None:
             out[key] = option.validate(value, square=square_size)
     return out
-
-
-def square_side(size: int | str | None) -> int | None:
-    """The side of a validated square ``size`` (``512`` or ``"512"``)."""
-    return None if size is None else int(size)

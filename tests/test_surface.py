@@ -247,6 +247,8 @@ def test_python_errors_name_keywords_not_flags():
         facechain.evaluate("nowhere", threshold=float("nan"))
     with pytest.raises(OptionError, match=r"^steps must be a whole number"):
         options.validate({"steps": "many"})
+    with pytest.raises(OptionError, match=r"^steps must be a whole number, got 2.5"):
+        options.validate({"steps": 2.5})
     with options.cli_door():
         with pytest.raises(OptionError, match=r"^--steps must be at least 1"):
             options.validate({"steps": 0})
