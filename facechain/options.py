@@ -79,8 +79,10 @@ def did_you_mean(value: str, known: Iterable[str]) -> str:
     """``did you mean X? `` + the known values, for an unknown ``value``."""
     known = list(known)
     close = difflib.get_close_matches(str(value), known, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
-    return f"{hint}known: {', '.join(known)}"
+    if not close:
+        return f"known: {', '.join(known)}"
+    guess = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f"did you mean {guess}? known: {', '.join(known)}"
 
 
 # --- declarations --------------------------------------------------------------------------------

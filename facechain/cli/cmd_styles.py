@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..styles.catalog import styles
 
     if args.action in ("show", "download") and not args.names:
-        raise ConfigError(f"facechain styles {args.action}: name at least one style")
+        raise ConfigError(f"'{args.action}' needs at least one style name")
     rows = styles(args.names or None, download=args.action == "download", quiet=args.quiet)
     if args.json:
         print(json.dumps(rows, indent=2))
