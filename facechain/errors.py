@@ -50,8 +50,10 @@ class OutputExistsError(FacechainError):
     """Refusing to overwrite a user's existing output without --overwrite."""
 
     def __init__(self, path: object):
+        from .options import spell_value  # "--overwrite" from the CLI, "overwrite=True" in Python
+
         self.path = str(path)
-        super().__init__(f"{path}: already exists; pass --overwrite to replace it")
+        super().__init__(f"{path}: already exists; pass {spell_value('overwrite')} to replace it")
 
 
 class TrainingError(FacechainError):

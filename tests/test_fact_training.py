@@ -128,8 +128,8 @@ def test_cli_trains_a_usable_adapter(people_dir, encoder_file, tiny_sd_dir, tmp_
     cfg.write_text("adapter:\n  log_every: 1\n  batch_size: 1\n")
     out = tmp_path / "fact-out"
     code, stdout, stderr = run_cli("train-adapter", people_dir, "-o", out, "--config", cfg, "--base-model", tiny_sd_dir,
-                                   "--face-encoder", encoder_file, "--resolution", "32", "--steps", "3", "--lr", "1e-3",
-                                   "--no-progress")
+                                   "--face-encoder", encoder_file, "--size", "32", "--steps", "3", "--learning-rate", "1e-3",
+                                   "-q")
     assert code == 0, stderr
     assert "trained FACT adapter" in stdout and "grey_wall.png" in stdout
     assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_FILE, ENCODER_FILE, MANIFEST_FILE, LOG_FILE])
@@ -158,8 +158,8 @@ def test_interrupted_training_resumes_to_the_same_weights(small_people_dir, enco
     people_dir = small_people_dir
     from safetensors.torch import load_file
 
-    kw = dict(base_model=str(tiny_sd_dir), face_encoder=str(encoder_file), resolution=32, steps=4, checkpoint_every=2,
-              learning_rate=1e-2, progress=False)
+    kw = dict(base_model=str(tiny_sd_dir), face_encoder=str(encoder_file), size=32, steps=4, checkpoint_every=2,
+              learning_rate=1e-2, quiet=True)
     straight = train_adapter(people_dir, tmp_path / "a", **kw)
 
     real_step = AdapterTrainer.train_step
@@ -189,10 +189,10 @@ def test_cli_errors_are_one_line(tmp_path, tiny_sd_dir, encoder_file):
                               "--face-encoder", tmp_path / "missing.safetensors")
     assert code == 2 and "missing.safetensors" in stderr and stderr.count("\n") == 1
     code, _, stderr = run_cli("train-adapter", tmp_path / "nobody", "-o", tmp_path / "o", "--base-model", tiny_sd_dir,
-                              "--face-encoder", encoder_file, "--no-progress")
+                              "--face-encoder", encoder_file, "-q")
     assert code == 1 and "no usable face photos" in stderr and "wall.png" in stderr and not (tmp_path / "o").exists()
     code, _, stderr = run_cli("train-adapter", tmp_path / "nobody", "-o", tmp_path / "o", "--shuffle-prob", "1.5")
-    assert code == 2 and "shuffle_prob" in stderr
+    assert code == 2 and "--shuffle-prob must be between 0 and 1, got 1.5" in stderr and stderr.count("\n") == 1
     code, _, stderr = run_cli("train-adapter", tmp_path / "nothing-here", "-o", tmp_path / "o")
     assert code == 2 and "nothing-here" in stderr
 

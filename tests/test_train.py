@@ -217,7 +217,7 @@ def test_exported_lora_reproduces_trained_model_in_plain_diffusers(tiny_sd_dir, 
 # --- failures through the CLI -------------------------------------------------------------------
 
 def test_nan_loss_is_one_line_training_error_and_leaves_no_identity(tiny_sd_dir, prepared, isolated_home):
-    code, out, err = run_cli("train", prepared, "--name", "boom", "--base-model", tiny_sd_dir, "--resolution", RES,
+    code, out, err = run_cli("train", prepared, "--name", "boom", "--base-model", tiny_sd_dir, "--size", RES,
                              "--steps", 6, "--learning-rate", 1e30, "--checkpoint-every", 1, "-q")
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("facechain train: error: loss became ")
@@ -263,9 +263,11 @@ def test_train_style_writes_lora_and_ready_style_yaml(tiny_sd_dir, tmp_path, iso
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (80, 64, 3), dtype=np.uint8)).save(src / f"{i}.png")
         (src / f"{i}.txt").write_text(f"watercolor painting, soft light, subject {i}")
-    code, out, err = run_cli("train-style", src, "--base-model", tiny_sd_dir, "--resolution", RES, "--epochs", 2,
-                             "-q")
+    code, out, err = run_cli("train-style", src, "--base-model", tiny_sd_dir, "--size", RES, "--epochs", 2)
     assert code == 0, err
+    # without -q: what it loads and how far it is, as log lines (stderr is not a terminal here)
+    assert f"loading base model {tiny_sd_dir.resolve()}" in err and "caching latents: 100% 6/6 img" in err
+    assert "training: 100% 6/6 step" in err and "style LoRA 'watercolor' saved in" in err
     folder = isolated_home / "loras" / "watercolor"
     manifest = json.loads((folder / "facechain_lora.json").read_text())
     assert manifest["training"]["steps"] == 6 and manifest["lora"]["rank"] == 32
@@ -292,7 +294,7 @@ def test_interrupted_cli_run_resumes_into_a_finished_identity(tiny_sd_dir, prepa
         return loss
 
     monkeypatch.setattr(LoraTrainer, "training_step", step_then_ctrl_c)
-    args = ["train", prepared, "--name", "ann", "--base-model", tiny_sd_dir, "--resolution", RES, "--steps", 6, "-q"]
+    args = ["train", prepared, "--name", "ann", "--base-model", tiny_sd_dir, "--size", RES, "--steps", 6, "-q"]
     code, out, err = run_cli(*args)
     assert code == 130 and "interrupted at step 4/6" in err and "--resume" in err
     ids = isolated_home / "identities"

@@ -37,7 +37,7 @@ def fixed_batch_loss(pipe, dataset_dir, seed: int = 0) -> float:
 
 
 def test_train_real_photos_end_to_end(faces_dir, tiny_sd_dir, isolated_home):
-    code, out, err = run_cli("train", faces_dir / "obama", "--base-model", tiny_sd_dir, "--resolution", 64,
+    code, out, err = run_cli("train", faces_dir / "obama", "--base-model", tiny_sd_dir, "--size", 64,
                              "--steps", STEPS, "--learning-rate", 1e-2, "--trigger", "a handsome man", "--no-retouch",
                              "-q")
     assert code == 0, err

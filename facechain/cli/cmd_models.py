@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-from ..models.api import download_models, model_status
+from .. import options
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser("models", parents=[common], help="list the models the pipeline needs, or download them",
-                       description="List every model facechain uses (present or not, and its source), or download them.")
+    p = options.verb_parser(sub, common, "models", help="list the models the pipeline needs, or download them",
+                            description="List every model facechain uses (present or not, and its source), or "
+                                        "download them.")
     p.add_argument("action", nargs="?", choices=["list", "download"], default="list", help="list (default) or download")
-    p.add_argument("names", nargs="*", metavar="NAME", help="models to download (default: every required hub model)")
-    p.add_argument("--all", action="store_true", help="with download: include optional backends too")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these models (download default: every required hub model)")
+    options.add(p, "all", "quiet", options.use("json", help="machine-readable output"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.action == "download":
-        for name, path in download_models(args.names or None, include_optional=args.all):
-            print(f"{name}: {path}")
+    from ..models.api import models
+
+    rows = models(args.names or None, download=args.action == "download", all=args.all, quiet=args.quiet)
+    if args.json:
+        print(json.dumps(rows, indent=2))
         return 0
-    rows = model_status()
+    if args.action == "download":
+        for r in rows:
+            print(f"{r['name']}: {r['path'] or r['reference']}")
+        return 0
     needs = [", ".join(r["used_by"]) + (" (optional)" if r["optional"] else "") for r in rows]
     width = max(len(r["name"]) for r in rows)
     nw = max(len(n) for n in needs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import FacechainError
+from ..options import spell
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -17,13 +18,13 @@ def resolve_device(device: str | None = None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FacechainError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
+        raise FacechainError(f"{spell('device')} {device}: CUDA is not available on this machine (use cpu or auto)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise FacechainError(f"--device {device}: Apple MPS is not available on this machine")
+        raise FacechainError(f"{spell('device')} {device}: Apple MPS is not available on this machine")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise FacechainError(f"--device {device}: unknown device (auto, cpu, cuda, cuda:N or mps)") from None
+        raise FacechainError(f"{spell('device')} {device}: unknown device (auto, cpu, cuda, cuda:N or mps)") from None
 
 
 def resolve_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
@@ -34,5 +35,5 @@ def resolve_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype
     if name == "auto":
         return torch.float16 if device.type in ("cuda", "mps") else torch.float32
     if name not in table:
-        raise FacechainError(f"--dtype {dtype}: unknown (auto, fp32, fp16, bf16)")
+        raise FacechainError(f"{spell('dtype')} {dtype}: unknown (auto, fp32, fp16, bf16)")
     return table[name]

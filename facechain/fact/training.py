@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from .. import options, progress
 from ..atomic import atomic_directory, check_destination
 from ..config import config_to_dict, load_config
 from ..errors import InputError, TrainingError
@@ -218,7 +218,9 @@ class AdapterTrainer:
         cfg = self.cfg
         if self.work_dir is not None:
             self.work_dir.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="training FACT adapter", unit="step", disable=not self.progress)
+        bar = progress.task("training FACT adapter", total=cfg.steps, unit="step") if self.progress else None
+        if bar is not None and self.step:
+            bar.update(self.step, message=f"resumed at step {self.step}")
         start = time.perf_counter()
         last = float("nan")
         while self.step < cfg.steps:
@@ -226,14 +228,15 @@ class AdapterTrainer:
             self.step += 1
             last = row["loss"]
             self.history.append(last)
-            bar.update(1)
-            bar.set_postfix(loss=f"{last:.4f}", fair=f"{row['fair']:.3f}")
+            if bar is not None:
+                bar.update(1, message=f"loss {last:.4f}, fair {row['fair']:.3f}")
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 self._log({"step": self.step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()},
                            "lr": cfg.learning_rate, "seconds": round(time.perf_counter() - start, 2)})
             if self.work_dir is not None and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
-        bar.close()
+        if bar is not None:
+            bar.close()
         return last
 
 
@@ -265,11 +268,18 @@ def _load_components(reference: str, device: torch.device, dtype: torch.dtype) -
     return parts
 
 
-def _load_encoder(reference: str) -> FaceEncoder:
-    from .models import encoder_in_folder, load_encoder, resolve_reference
+def _encoder_file(reference: str) -> Path:
+    """The face encoder's weights file (a missing model fails here, before any work, in one line)."""
+    from .models import encoder_in_folder, resolve_reference
 
     path = resolve_reference(reference, "face encoder")
-    encoder, _ = load_encoder(encoder_in_folder(path) if path.is_dir() else path)
+    return encoder_in_folder(path) if path.is_dir() else path
+
+
+def _load_encoder(path: Path) -> FaceEncoder:
+    from .models import load_encoder
+
+    encoder, _ = load_encoder(path)
     return encoder
 
 
@@ -299,7 +309,7 @@ def train_adapter(
     face_encoder: str | None = None,
     adapter_init: str | None = None,
     variant: str | None = None,
-    resolution: int | None = None,
+    size: int | str | None = None,
     steps: int | None = None,
     batch_size: int | None = None,
     learning_rate: float | None = None,
@@ -309,22 +319,33 @@ def train_adapter(
     caption: str | None = None,
     checkpoint_every: int | None = None,
     seed: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
     head_mask: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    quiet: bool = False,
     analyzer=None,
 ) -> AdapterTrainResult:
-    """Train a FACT adapter on ``dataset`` (one sub-folder of photos per person); see the module doc."""
+    """Train a FACT adapter on ``dataset`` (one sub-folder of photos per person); see the module doc.
+
+    The keywords are the ``facechain train-adapter`` flags; ``None`` means "the recipe's" (precedence:
+    keyword > ``config``'s ``adapter:`` section > :class:`AdapterTrainConfig`). ``size`` is the training
+    side in px (config field ``resolution``); ``device``/``dtype`` ``auto``: the config file's, else the
+    recipe's (``dtype`` fp32 for the frozen parts). ``quiet``: no progress.
+    """
     from ..diffusion.device import resolve_device, resolve_dtype
 
-    overrides = dict(base_model=base_model, face_encoder=face_encoder, adapter_init=adapter_init, variant=variant,
-                     resolution=resolution, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                     fair_weight=fair_weight, shuffle_prob=shuffle_prob, drop_prob=drop_prob, caption=caption,
-                     checkpoint_every=checkpoint_every, seed=seed, device=device, dtype=dtype, head_mask=head_mask)
-    cfg = load_config(AdapterTrainConfig, "adapter", config, overrides)
+    given = options.validate(dict(
+        base_model=base_model, face_encoder=face_encoder, adapter_init=adapter_init, variant=variant, size=size,
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, fair_weight=fair_weight,
+        shuffle_prob=shuffle_prob, drop_prob=drop_prob, caption=caption, checkpoint_every=checkpoint_every, seed=seed,
+        device=device, dtype=dtype, head_mask=head_mask), square_size=True)
+    given["resolution"] = given.pop("size")
+    for key in ("device", "dtype"):
+        if given[key] == "auto":
+            given[key] = None  # not given: the config file's, else the recipe's
+    cfg = load_config(AdapterTrainConfig, "adapter", config, given)
     cfg.validate()
     dataset = Path(dataset)
     person_folders(dataset)  # a missing or empty dataset fails before anything is loaded
@@ -336,33 +357,37 @@ def train_adapter(
     if resume:
         found = checkpoints(work)
         if not found:
-            raise InputError(work, "no checkpoint to resume from (train without --resume)")
+            raise InputError(work, f"no checkpoint to resume from (train without {options.spell_value('resume')})")
         start_from = found[-1]
     elif work.exists():
         shutil.rmtree(work)
+    encoder_file = _encoder_file(cfg.face_encoder)
 
-    dev = resolve_device(cfg.device)
-    dt = resolve_dtype(dev, cfg.dtype)
-    torch.manual_seed(cfg.seed)
-    encoder = _load_encoder(cfg.face_encoder).to(dev)
-    if analyzer is None:
-        from ..perception import get_analyzer
+    with progress.reporting(quiet=quiet):
+        dev = resolve_device(cfg.device)
+        dt = resolve_dtype(dev, cfg.dtype)
+        torch.manual_seed(cfg.seed)
+        progress.say(f"loading face encoder {encoder_file}")
+        encoder = _load_encoder(encoder_file).to(dev)
+        if analyzer is None:
+            from ..perception import get_analyzer
 
-        analyzer = get_analyzer(cfg.detector)
-    from .preprocess import head_mask_fn
+            analyzer = get_analyzer(cfg.detector)
+        from .preprocess import head_mask_fn
 
-    data = build_dataset(dataset, encoder, cfg.resolution, analyzer=analyzer, mask_fn=head_mask_fn(cfg.head_mask),
-                         max_per_person=cfg.max_photos_per_person, progress=progress)  # before the big base model: unusable photos fail fast
-    components = _load_components(cfg.base_model, dev, dt)
-    adapter = _initial_adapter(cfg, components["unet"], encoder)
-    trainer = AdapterTrainer(components, encoder, adapter, data, cfg, work, dev, progress)
-    hooks = install_adapter(components["unet"], adapter, trainer.routing)
-    try:
-        if start_from is not None:
-            trainer.resume(start_from)
-        final = trainer.train()
-    finally:
-        hooks.remove()
+        data = build_dataset(dataset, encoder, cfg.resolution, analyzer=analyzer, mask_fn=head_mask_fn(cfg.head_mask),
+                             max_per_person=cfg.max_photos_per_person)  # before the big base model: unusable photos fail fast
+        progress.say(f"loading base model {cfg.base_model}")
+        components = _load_components(cfg.base_model, dev, dt)
+        adapter = _initial_adapter(cfg, components["unet"], encoder)
+        trainer = AdapterTrainer(components, encoder, adapter, data, cfg, work, dev)
+        hooks = install_adapter(components["unet"], adapter, trainer.routing)
+        try:
+            if start_from is not None:
+                trainer.resume(start_from)
+            final = trainer.train()
+        finally:
+            hooks.remove()
 
     people = {k: len(v) for k, v in data.people.items()}
     manifest = {

@@ -357,6 +357,12 @@ def generate(
     :class:`NoUsablePortraitsError` when none is left). ``cache``: the loaded-components cache
     (default: the process-wide one, :func:`~facechain.generation.pipeline_cache.default_cache`).
     """
+    from .. import options
+
+    options.validate(dict(style=None if isinstance(style, Style) else style, prompt=prompt, face_weight=face_weight,
+                          adapter_scale=adapter_scale, num_images=num_images, seed=seed, steps=steps,
+                          guidance_scale=guidance_scale, size=size, sampler=sampler, device=device, dtype=dtype,
+                          fusion=fusion))
     given = dict(prompt=prompt, negative_prompt=negative_prompt, style_lora=style_lora, style_weight=style_weight,
                  face_weight=face_weight, face_lora=face_lora, adapter=adapter, adapter_scale=adapter_scale,
                  num_images=num_images, batch_size=batch_size, seed=seed, steps=steps, guidance_scale=guidance_scale,

@@ -33,7 +33,9 @@ def check_sampler(name: str) -> str:
 
         close = difflib.get_close_matches(name, SAMPLERS, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"sampler '{name}' is unknown ({hint}known: {', '.join(SAMPLERS)})")
+        from ..options import spell
+
+        raise ConfigError(f"{spell('sampler')} '{name}' is unknown ({hint}known: {', '.join(SAMPLERS)})")
     return name
 
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .. import __version__, progress
+from .. import __version__, options, progress
 from ..config import config_to_dict, load_config
 from ..errors import ConfigError, FacechainError, InputError, OutputExistsError
 from ..identity import Identity, resolve_identity
@@ -48,6 +48,11 @@ class TemplateFacesReport:
     min_face_size: int
     preview: Path | None
 
+    def __repr__(self) -> str:  # the faces (landmarks, embeddings) stay out: see .faces / .to_json()
+        sizes = ", ".join(f"#{tf.index} {tf.size:.0f}px" for tf in self.faces)
+        return (f"TemplateFacesReport({str(self.template)!r}, {self.size[0]}x{self.size[1]}, {len(self.faces)} "
+                f"face{'s' if len(self.faces) != 1 else ''}{': ' + sizes if sizes else ''}, preview={self.preview})")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "template": str(self.template), "width": self.size[0], "height": self.size[1],
@@ -62,26 +67,32 @@ class TemplateFacesReport:
 def template_faces(
     template: str | Path,
     *,
-    preview: str | Path | None | bool = True,
+    output: str | Path | None = None,
+    preview: bool = True,
     overwrite: bool = False,
-    config_file: str | Path | None = None,
     min_face_size: int | None = None,
+    config: str | Path | None = None,
+    quiet: bool = False,
     analyzer=None,
 ) -> TemplateFacesReport:
-    """Number the template's faces left to right (what ``--face-index`` means); save a preview.
+    """Number the template's faces left to right (what ``face_index`` means); save a numbered preview.
 
-    ``preview=True`` writes ``./<stem>.faces.png`` (replacing only an earlier facechain preview),
-    a path writes there, ``False``/``None`` writes nothing.
+    The preview goes to ``output`` (default ``./<stem>.faces.png``, replacing only an earlier facechain
+    preview unless ``overwrite``); ``preview=False`` writes nothing. ``min_face_size`` (px): smaller faces
+    are marked too small to redraw (default: the ``inpaint:`` section of ``config``, else 48).
     """
-    cfg = _config(config_file, {"min_face_size": min_face_size})
+    given = options.validate({"min_face_size": min_face_size})
+    cfg = _config(config, given)
     path = Path(template)
-    image = load_image(path)
-    faces = _find_faces(image, cfg, analyzer)
-    out: Path | None = None
-    if preview:
-        out = Path(f"{path.stem}.faces.png") if preview is True else Path(preview)
-        _check_preview_destination(out, overwrite)
-        save_png(out, draw_numbered_faces(image, faces, cfg.min_face_size), text={PREVIEW_MARKER: str(path)})
+    out = (Path(output) if output is not None else Path(f"{path.stem}.faces.png")) if preview else None
+    if out is not None:
+        _check_preview_destination(out, overwrite)  # before the work
+    with progress.reporting(quiet=quiet):
+        image = load_image(path)
+        progress.say(f"finding the faces of {path.name}")
+        faces = _find_faces(image, cfg, analyzer)
+        if out is not None:
+            save_png(out, draw_numbered_faces(image, faces, cfg.min_face_size), text={PREVIEW_MARKER: str(path)})
     return TemplateFacesReport(path, (image.shape[1], image.shape[0]), faces, cfg.min_face_size, out)
 
 
@@ -153,6 +164,9 @@ def inpaint(
     only with ``overwrite=True``. ``pipeline``: a ready :class:`TemplatePortraitPipeline`;
     ``cache``: the loaded-components cache shared with ``generate`` (default: the process-wide one).
     """
+    options.validate(dict(style=style, prompt=prompt, adapter_scale=adapter_scale, num_images=num_images, seed=seed,
+                          steps=steps, guidance_scale=guidance_scale, size=size, face_weight=face_weight, device=device,
+                          dtype=dtype, fusion=fusion), square_size=True)
     given = dict(num_images=num_images, seed=seed, size=_square_size(size), steps=steps, guidance_scale=guidance_scale,
                  strength=strength, face_weight=face_weight, style=style, prompt=prompt, negative_prompt=negative_prompt,
                  base_model=None if base_model is None else str(base_model),

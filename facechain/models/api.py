@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from .. import progress
 from ..errors import ConfigError
 from .registry import MODELS
 from .store import ModelStore, default_store
@@ -31,9 +32,7 @@ def download_models(names: list[str] | None = None, include_optional: bool = Fal
     """Fetch hub models (all required ones by default). Bundled models need no download."""
     store = store or default_store()
     if names:
-        unknown = [n for n in names if n not in MODELS]
-        if unknown:
-            raise ConfigError(f"unknown model '{unknown[0]}' (known: {', '.join(sorted(MODELS))})")
+        check_model_names(names)
         specs = [MODELS[n] for n in names]
     else:
         specs = [s for s in MODELS.values() if include_optional or not s.optional]
@@ -48,3 +47,35 @@ def download_models(names: list[str] | None = None, include_optional: bool = Fal
             continue
         done.append((spec.name, store.download(spec.reference, name=spec.name, allow_patterns=spec.allow_patterns)))
     return done
+
+
+def check_model_names(names: Sequence[str]) -> None:
+    from ..options import did_you_mean
+
+    for name in names:
+        if name not in MODELS:
+            raise ConfigError(f"unknown model '{name}' ({did_you_mean(name, sorted(MODELS))})")
+
+
+def models(names: str | Sequence[str] | None = None, *, download: bool = False, all: bool = False,
+           quiet: bool = False) -> list[dict[str, Any]]:
+    """The ``facechain models`` verb: one row per model (what ``facechain models --json`` prints).
+
+    ``names``: only these models (default: every one). ``download``: fetch them first (default: every
+    required hub model; ``all``: optional backends too); a downloaded row's ``path`` is where it went.
+    Row keys: name, reference, purpose, used_by, optional, present, path. ``quiet``: no progress.
+    """
+    names = [names] if isinstance(names, str) else list(names or [])
+    check_model_names(names)
+    with progress.reporting(quiet=quiet):
+        fetched: dict[str, Path] = {}
+        if download:
+            for name, path in download_models(names or None, include_optional=all):
+                progress.say(f"{name}: {path}")
+                fetched[name] = path
+        rows = model_status()
+    for row in rows:
+        if row["name"] in fetched:
+            row.update(present=True, path=str(fetched[row["name"]]))
+    wanted = set(names) or (set(fetched) if download else None)
+    return [r for r in rows if wanted is None or r["name"] in wanted]

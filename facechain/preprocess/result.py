@@ -159,6 +159,10 @@ class PrepareResult:
     def __str__(self) -> str:
         return self.summary()
 
+    def __repr__(self) -> str:  # short: the photos, embedding and timings are in .accepted / .to_json()
+        return (f"PrepareResult({str(self.output_dir)!r}, trigger_word={self.trigger_word!r}, "
+                f"accepted={len(self.accepted)}, rejected={len(self.rejected)})")
+
 
 def _rel(path: Path, root: Path | None) -> str:
     if root is None:

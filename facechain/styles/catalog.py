@@ -12,8 +12,9 @@ import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from .. import progress
 from ..errors import ConfigError, FacechainError, InputError, ModelNotFoundError
 from ..models.store import ModelStore, default_store
 from ..paths import builtin_configs_dir, user_styles_dir
@@ -167,3 +168,22 @@ def download_style_models(names: list[str], store: ModelStore | None = None) -> 
         if s.style_lora:
             done.append((f"{s.name} style LoRA", resolve_style_lora(s.style_lora, store, label=f"{s.name} style LoRA")))
     return done
+
+
+def styles(names: str | Sequence[str] | None = None, *, download: bool = False, quiet: bool = False) -> list[dict[str, Any]]:
+    """The ``facechain styles`` verb: one row per style (what ``facechain styles --json`` prints).
+
+    ``names``: only these styles (names or .yaml files; default: every shipped and user style).
+    ``download``: fetch the named styles' base models and LoRAs first (nothing is fetched at start-up).
+    Each row is the style's fields plus ``base_present``, ``lora_present`` and ``ready``.
+    """
+    names = [names] if isinstance(names, str) else list(names or [])
+    if download and not names:
+        raise ConfigError("name the styles whose models to download")
+    chosen = [find_style(n) for n in names] if names else None
+    with progress.reporting(quiet=quiet):
+        if download:
+            for label, path in download_style_models(names):
+                progress.say(f"{label}: {path}")
+        rows = style_status(chosen)
+    return [r.to_json() for r in rows]

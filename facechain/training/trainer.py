@@ -23,7 +23,6 @@ import gc
 import json
 import logging
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,8 +31,9 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from .. import progress
+from ..options import spell, spell_value
 from ..config import config_to_dict
 from ..diffusion.device import resolve_device
 from ..diffusion.loading import quiet_ml_logs
@@ -153,7 +153,7 @@ def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
         if flag["stop"]:
             raise KeyboardInterrupt
         flag["stop"] = True
-        tqdm.write("stopping after this step to save a checkpoint (Ctrl-C again to abort at once)", file=sys.stderr)
+        progress.say("stopping after this step to save a checkpoint (Ctrl-C again to abort at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -329,9 +329,9 @@ class LoraTrainer:
 
     def _divergence_message(self, value: float) -> str:
         step = self.state.step + 1
-        hint = "lower --learning-rate"
+        hint = f"lower {spell('learning_rate')}"
         if self.mixed_precision != "no":
-            hint += " or --mixed-precision no"
+            hint += f" or {spell_value('dtype', 'fp32')}"
         last = latest_checkpoint(self.work_dir) if self.work_dir else None
         saved = f"; last checkpoint: {last}" if last else ""
         return f"loss became {value} at step {step}/{self.total_steps}: training diverged (try a {hint}){saved}"
@@ -435,8 +435,9 @@ class LoraTrainer:
             self.state.fixed_loss_before = self.fixed_batch_loss()
         logf = self._open_log()
         every = self.cfg.checkpoint_every
-        bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step", desc="training",
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = progress.task("training", total=self.total_steps, unit="step") if self.progress else None
+        if bar is not None and self.state.step:
+            bar.update(self.state.step, message=f"resumed at step {self.state.step}")
         started = time.perf_counter() - self.state.seconds
         self.unet.train()
         if self.cfg.train_text_encoder:
@@ -453,8 +454,8 @@ class LoraTrainer:
                                                "lr": self.lr_scheduler.get_last_lr()[0],
                                                "seconds": round(self.state.seconds, 3)}) + "\n")
                         logf.flush()
-                    bar.update()
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                    if bar is not None:
+                        bar.update(1, message=f"loss {loss:.4f}")
                     if self.on_step is not None:
                         self.on_step(self.state.step, loss)
                     if flag["stop"]:
@@ -463,9 +464,10 @@ class LoraTrainer:
                     if self.work_dir and every > 0 and self.state.step % every == 0 and self.state.step < self.total_steps:
                         self.save_checkpoint()
         finally:
-            bar.close()
             if logf is not None:
                 logf.close()
+        if bar is not None:
+            bar.close()  # only a finished run closes its task (an interrupted one is not "done")
         after = self.fixed_batch_loss()
         return TrainOutcome(steps=self.state.step, losses=list(self.state.losses), optimizer=self.optimizer_name,
                             mixed_precision=self.mixed_precision, device=self.device.type, attention=self.attention,
