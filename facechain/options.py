@@ -463,6 +463,17 @@ _DECLARED: list[Option] = [
            group="evaluation"),
     Option("all", ("--all",), "with download: include optional backends too", False, None, action="store_true",
            group="general"),
+    # talking head
+    Option("audio", ("--audio",), "speech: WAV, MP3, M4A, OGG, FLAC, ...", metavar="FILE", group="speech"),
+    Option("text", ("--text",), "text to speak (text-to-speech: espeak-ng offline, edge-tts online)", metavar="TEXT",
+           group="speech"),
+    Option("fps", ("--fps",), "video frames per second", 25.0, float, "FPS", low=1.0, high=60.0, group="video"),
+    Option("enhance", ("--enhance",), "double the resolution, the face restored by GFP-GAN (model 'face-enhancer')",
+           False, None, action="store_true", group="video"),
+    Option("backend", ("--backend",), "talking-head backend: offline (face-mesh animation, runs anywhere) or "
+           "sadtalker (the paper's model)", "offline", metavar="NAME", choices=("offline", "sadtalker"), group="video"),
+    Option("max_seconds", ("--max-seconds",), "refuse longer audio", 600.0, float, "S", low=0.0, low_open=True,
+           group="speech"),
 ]
 
 #: Every option by its Python keyword.

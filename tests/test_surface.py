@@ -38,6 +38,7 @@ VERB_FUNCTIONS = {
     "inpaint": lambda: facechain.inpaint,
     "train-adapter": lambda: facechain.train_adapter,
     "models": lambda: facechain.models,
+    "talk": lambda: facechain.talk,
 }
 #: the old spellings of one concept: none may be a live option (flag or keyword) anywhere
 SYNONYMS = {
@@ -266,7 +267,7 @@ def test_validate_normalises_sizes_and_passes_unknown_keywords_through():
 
 def test_dir_of_facechain_is_exactly_the_api():
     expected = {"prepare", "train", "train_style", "generate", "inpaint", "faces", "evaluate", "styles", "models",
-                "train_adapter", "export", "Portraits", "Portrait", "Identity", "PrepareResult", "PortraitPipeline",
+                "train_adapter", "export", "talk", "Portraits", "Portrait", "Identity", "PrepareResult", "PortraitPipeline",
                 "TemplatePipeline"}
     assert set(facechain.__all__) == expected
     assert set(dir(facechain)) == expected | {"__version__"}

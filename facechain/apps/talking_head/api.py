@@ -32,7 +32,7 @@ from .backend import TalkJob, get_backend
 from .face_mesh import FaceMesh, get_face_mesh_model
 from .motion import frame_count
 
-DEFAULT_FPS = 25
+DEFAULT_FPS = 25.0
 MAX_SIDE = 512  # the default output's long side: the size of a generated portrait
 CHUNK_SECONDS = 2.0  # frames held in memory at once (50 frames of 512 px: 39 MB)
 
@@ -194,6 +194,10 @@ def talk(
     """
     from .video import VideoWriter
 
+    from ... import options
+
+    options.validate(dict(fps=fps, size=size, face_index=face_index, backend=backend, seed=seed, max_seconds=max_seconds,
+                          device=device))
     t0 = time.monotonic()
     ffmpeg_exe()  # before any work: one line naming the extra when it is not installed
     if not 1 <= fps <= 60:
