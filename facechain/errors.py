@@ -29,10 +29,11 @@ class ConfigError(FacechainError):
 class ModelNotFoundError(FacechainError):
     """A model reference could not be resolved to local files."""
 
-    def __init__(self, name: str, reference: str, hint: str, detail: str = ""):
+    def __init__(self, name: str, reference: str, hint: str, detail: str = "", command: str | None = None):
         self.name = name
         self.reference = reference
         self.hint = hint
+        self.command = command  # the shell command in ``hint`` that fetches the model, if there is one
         msg = f"model '{name}' ({reference}) is not available locally"
         if detail:
             msg += f" ({detail})"
