@@ -19,13 +19,11 @@ import hashlib
 import json
 import logging
 import os
-import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
-from ..errors import ModelNotFoundError
+from ..errors import ModelNotFoundError, shell_command
 from ..paths import models_dir
 from . import layouts
 
@@ -102,12 +100,11 @@ def _env_offline() -> bool:
 
 #: Written into a download folder once every requested file arrived; without it nothing counts as there.
 MARKER = ".facechain-complete.json"
-_SAFE_WORD = re.compile(r"^[A-Za-z0-9_.:/@#=+,%-]+$")
 
 
 def download_command(target: str) -> str:
     """``facechain models download TARGET``, TARGET quoted for a POSIX shell when it needs it."""
-    return f"facechain models download {target if _SAFE_WORD.match(target) else shlex.quote(target)}"
+    return shell_command("facechain", "models", "download", target)
 
 
 def download_target(ref: "ModelRef | str") -> str:
