@@ -24,6 +24,7 @@ _API = {
     "inpaint": "facechain.inpainting.api",
     "FaceAnalyzer": "facechain.perception",
     "ModelStore": "facechain.models",
+    "export": "facechain.training.export",
 }
 
 
