@@ -228,3 +228,56 @@ def test_marker_records_files_and_accumulates_per_repository(tmp_path, monkeypat
     marker = json.loads((store.local_dir(a) / MARKER).read_text())
     assert set(marker["files"]) == {"MoXinV1.safetensors", "edgEuropean_Vintage.safetensors"}
     assert store.is_present(a) and store.is_present(b)
+
+
+def test_a_wrong_file_name_is_never_marked_complete(tmp_path, monkeypatch, online):
+    hub = patch_ms(monkeypatch, FakeHub({"owner/loras": {"a.safetensors": 1}}))
+    store = ModelStore(cache_dir=tmp_path, offline=False)
+    with pytest.raises(Exception, match="the repository has no b.safetensors"):
+        store.resolve("ms:owner/loras#b.safetensors", name="style LoRA of 'x'")
+    assert not (store.local_dir("ms:owner/loras") / MARKER).exists()
+    assert not store.is_present("ms:owner/loras#b.safetensors")
+    patch_hf(monkeypatch, FakeHub({"someone/broken": {k: v for k, v in SD15_REPO.items() if not k.startswith("vae/diffusion")}}))
+    with pytest.raises(Exception, match="no vae weights"):
+        store.resolve("someone/broken", kind="pipeline")
+    assert len(hub.calls) == 1
+
+
+# --- the registry is complete and honest ------------------------------------------------------------
+
+def test_registry_lists_every_model_the_shipped_styles_use():
+    from facechain.styles import list_styles
+
+    refs = {s.reference for s in MODELS.values()}
+    for style in list_styles(include_user=False):
+        assert style.base_model in refs, style.name
+        assert style.style_lora is None or style.style_lora in refs, style.name
+    majic = MODELS["base-majicmix-realistic"]
+    assert majic.kind == "pipeline" and sum(u.startswith("generate --style") for u in majic.used_by) >= 27
+    assert not any("tryon" in u for s in MODELS.values() for u in s.used_by)  # no model for a verb that does not exist
+    assert "depth-controlnet" not in MODELS
+    assert MODELS["abpn-retouch"].reference.startswith("ms:damo/cv_unet_skin_retouching_torch")
+    assert all(s.license for s in MODELS.values())
+
+
+def test_registry_fact_files_match_the_fact_loader():
+    from facechain.fact.config import PUBLISHED_ADAPTER_FILES, PUBLISHED_ENCODER_FILE
+    from facechain.models.registry import FACT_FILES
+
+    assert set(FACT_FILES) == {PUBLISHED_ENCODER_FILE, *PUBLISHED_ADAPTER_FILES.values()}
+    assert MODELS["fact-adapter"].allow_patterns == FACT_FILES
+
+
+def test_models_listing_has_licence_and_size(tmp_path, monkeypatch, online):
+    code, out, _ = run_cli("models")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split()[:4] == ["NAME", "STATUS", "SIZE", "LICENCE"]
+    row = next(r for r in rows if r.startswith("base-sd15 "))
+    assert "missing" in row and "~4.2 GB" in row and "CreativeML OpenRAIL-M" in row
+    patch_hf(monkeypatch, FakeHub({"lllyasviel/control_v11p_sd15_canny": CONTROLNET_REPO}))
+    assert run_cli("models", "download", "canny-controlnet")[0] == 0
+    code, out, _ = run_cli("models", "--json")
+    canny = {r["name"]: r for r in json.loads(out)}["canny-controlnet"]
+    assert canny["present"] and canny["size_bytes"] == sum(len(_content("lllyasviel/control_v11p_sd15_canny", f))
+                                                          for f in layouts.CONTROLNET_FILES)

@@ -85,13 +85,13 @@ def clip_vocabulary() -> tuple[dict[str, int], list[str]]:
     """
     lines = gzip.decompress((CONFIGS / "clip_merges.txt.gz").read_bytes()).decode("utf-8").splitlines()
     merges = [ln for ln in lines[1:] if ln]
-    byte_chars = _byte_chars()
+    byte_chars = byte_characters()
     tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m.split()) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     return {t: i for i, t in enumerate(tokens)}, merges
 
 
-def _byte_chars() -> list[str]:
+def byte_characters() -> list[str]:
     """GPT-2's reversible byte -> printable character table, in CLIP's order."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     chars = printable[:]

@@ -7,7 +7,9 @@ Reference syntax::
     runwayml/stable-diffusion-v1-5          Hugging Face (also "hf:org/name")
     ms:ly261666/cv_portrait_model@v4.0#film/film   ModelScope, revision v4.0, subfolder film/film
 
-Downloads go to ``$FACECHAIN_HOME/models``. In offline mode (``FACECHAIN_OFFLINE=1``,
+Downloads go to ``$FACECHAIN_HOME/models/<hub>/<owner>/<name>/<revision>`` and fetch only the files
+the model needs (:mod:`.layouts`); a completion marker written last makes a download count as
+present, so an interrupted one never does. In offline mode (``FACECHAIN_OFFLINE=1``,
 ``HF_HUB_OFFLINE=1`` or ``offline=True``) only files already there are used. Every failure is a
 :class:`~facechain.errors.ModelNotFoundError` naming the model and how to get it.
 """
@@ -261,6 +263,9 @@ class ModelStore:
                 log.warning("%s publishes no .safetensors for %s; fetching the pickled weights (loaded with weights_only=True)",
                             ref, ", ".join(fallback))
                 self._fetch(ref, label, folder, tuple(fallback))
+            missing = _missing_after_download(folder, sub, kind, tuple(patterns))
+            if missing:
+                raise self._not_found(label, ref, f"the repository has no {missing} (check the reference)")
         except ModelNotFoundError:
             raise
         except Exception as e:  # network errors, missing repos, auth...
@@ -312,6 +317,29 @@ def _covered(pattern: str, done: set[str]) -> bool:
 
 def _covered_file(path: str, pattern: str) -> bool:
     return fnmatch.fnmatch(path, pattern)
+
+
+def _missing_after_download(folder: Path, sub: str, kind: str, patterns: tuple[str, ...]) -> str | None:
+    """The first file a finished download still lacks (so a wrong reference is never marked complete)."""
+    root = folder / sub if sub else folder
+    if kind == "pipeline":
+        if not (root / "model_index.json").is_file():
+            return "model_index.json"
+        listed = json.loads((root / "model_index.json").read_text())
+        for comp, names in layouts.WEIGHT_COMPONENTS.items():
+            value = listed.get(comp)
+            if comp != "controlnet" and isinstance(value, list) and value and value[0]:
+                if not any((root / comp / n).is_file() for n in names):
+                    return f"{comp} weights"
+        return None
+    if kind == "controlnet":
+        if not (root / "config.json").is_file():
+            return "config.json"
+        return None if any((root / n).is_file() for n in layouts.WEIGHT_COMPONENTS["controlnet"]) else "ControlNet weights"
+    for pattern in patterns:  # explicit files (a style LoRA, the FACT checkpoints): each must be there
+        if not any(ch in pattern for ch in "*?[") and not (folder / pattern).is_file():
+            return pattern
+    return None
 
 
 def _detect_kind(folder: Path) -> str:
