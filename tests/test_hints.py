@@ -121,6 +121,8 @@ def mark_complete(spec_or_ref: ModelSpec | str) -> None:
     patterns = spec_or_ref.allow_patterns if isinstance(spec_or_ref, ModelSpec) else (ref.subfolder,)
     folder = store.local_dir(ref)
     folder.mkdir(parents=True, exist_ok=True)
+    if ref.subfolder and ref.subfolder.endswith(".safetensors"):
+        (folder / ref.subfolder).write_bytes(b"")  # the style LoRA file itself
     store._mark_complete(folder, ref, tuple(patterns), detected=None)
 
 
@@ -129,16 +131,16 @@ SHIPPED = list_styles(include_user=False)
 
 @pytest.mark.parametrize("style", SHIPPED, ids=[s.name for s in SHIPPED])
 def test_generate_hints_for_each_shipped_style(style, identity):
-    code, _, err = run_cli("generate", "--person", identity, "--style", style.name, "--offline")
-    assert code == 2 and err.count("\n") == 1
-    assert download_targets(err) == [canonical(style.base_model)]  # the base model first
-    if style.style_lora is None:
-        return
-    mark_complete(next(s for s in MODELS.values() if s.reference == style.base_model))
-    code, _, err = run_cli("generate", "--person", identity, "--style", style.name, "--offline")
-    assert code == 2 and err.count("\n") == 1
-    assert download_targets(err) == [canonical(style.style_lora)]  # then its LoRA
-    assert f"style-lora-" in err
+    """Each missing model of the style is hinted in turn (whatever order generate resolves them in)."""
+    expected = {canonical(r) for r in (style.base_model, style.style_lora) if r}
+    while expected:
+        code, _, err = run_cli("generate", "--person", identity, "--style", style.name, "--offline")
+        assert code == 2 and err.count("\n") == 1
+        [target] = download_targets(err)
+        assert target in expected, err
+        expected.discard(target)
+        mark_complete(next(s for s in MODELS.values() if canonical(s.reference) == target))
+        assert "facechain models download " + next(s.name for s in MODELS.values() if canonical(s.reference) == target) in err
 
 
 def test_styles_download_offline_hint_names_the_model(identity):
@@ -179,3 +181,11 @@ def test_every_hub_model_error_carries_its_command():
     for spec in HUB_SPECS:
         err = missing_model_error(store.resolve, spec.reference)
         assert err.command == f"facechain models download {spec.name}"
+
+
+def test_abpn_retoucher_asks_for_the_torch_model():
+    from facechain.perception.retouch import get_retoucher
+
+    err = missing_model_error(get_retoucher, "abpn")
+    assert err.name == "abpn-retouch" and "cv_unet_skin_retouching_torch" in err.reference
+    assert download_targets(str(err)) == [MODELS["abpn-retouch"].reference]
