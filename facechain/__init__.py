@@ -34,7 +34,7 @@ _API: dict[str, tuple[str, str]] = {
     "styles": ("facechain.styles.catalog", "styles"),
     "models": ("facechain.models.api", "models"),
     "train_adapter": ("facechain.fact.training", "train_adapter"),
-    "export": ("facechain.export", "export"),
+    "export": ("facechain.training.export", "export"),
     "talk": ("facechain.apps.talking_head.api", "talk"),
     "Portraits": ("facechain.results", "Portraits"),
     "Portrait": ("facechain.results", "Portrait"),
@@ -46,7 +46,7 @@ _API: dict[str, tuple[str, str]] = {
 __all__ = list(_API)
 
 #: Verbs whose name is also a sub-package or module of facechain: the module itself is made callable.
-_MODULE_VERBS = {"models", "styles", "export"}
+_MODULE_VERBS = {"models", "styles"}
 
 
 def _target(name: str):

@@ -6,6 +6,22 @@ The CLI turns a :class:`FacechainError` into a one-line message and its ``exit_c
 
 from __future__ import annotations
 
+import re
+
+_PLAIN_WORD = re.compile(r"^[A-Za-z0-9_.:/@#=+,%~-]+$")
+
+
+def shell_command(*words: object) -> str:
+    """A command line to print in a hint: words that need it are double-quoted, so the whole
+    command can itself sit inside the hint's single quotes and still paste into a POSIX shell."""
+    out = []
+    for w in map(str, words):
+        if _PLAIN_WORD.match(w) and not w.startswith("#"):
+            out.append(w)
+        else:
+            out.append('"' + re.sub(r'(["\\$`])', r"\\\1", w) + '"')
+    return " ".join(out)
+
 
 class FacechainError(Exception):
     """A problem the user can fix (bad input, missing model, bad option)."""
@@ -29,10 +45,11 @@ class ConfigError(FacechainError):
 class ModelNotFoundError(FacechainError):
     """A model reference could not be resolved to local files."""
 
-    def __init__(self, name: str, reference: str, hint: str, detail: str = ""):
+    def __init__(self, name: str, reference: str, hint: str, detail: str = "", command: str | None = None):
         self.name = name
         self.reference = reference
         self.hint = hint
+        self.command = command  # the shell command in ``hint`` that fetches the model, if there is one
         msg = f"model '{name}' ({reference}) is not available locally"
         if detail:
             msg += f" ({detail})"

@@ -463,6 +463,9 @@ _DECLARED: list[Option] = [
            group="evaluation"),
     Option("all", ("--all",), "with download: include optional backends too", False, None, action="store_true",
            group="general"),
+    # export
+    Option("format", ("--format",), "key layout of the exported LoRA: kohya (A1111, Forge, ComfyUI) or diffusers",
+           "kohya", metavar="NAME", choices=("kohya", "diffusers"), group="output"),
     # talking head
     Option("audio", ("--audio",), "speech: WAV, MP3, M4A, OGG, FLAC, ...", metavar="FILE", group="speech"),
     Option("text", ("--text",), "text to speak (text-to-speech: espeak-ng offline, edge-tts online)", metavar="TEXT",

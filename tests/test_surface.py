@@ -39,6 +39,7 @@ VERB_FUNCTIONS = {
     "train-adapter": lambda: facechain.train_adapter,
     "models": lambda: facechain.models,
     "talk": lambda: facechain.talk,
+    "export": lambda: facechain.export,
 }
 #: the old spellings of one concept: none may be a live option (flag or keyword) anywhere
 SYNONYMS = {

@@ -33,6 +33,7 @@ VERB_MODULES = [
     "cmd_train_adapter",
     "cmd_models",
     "cmd_talk",
+    "cmd_export",
 ]
 
 

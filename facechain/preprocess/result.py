@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, shell_command
 from ..types import Rejection
 
 REPORT = "report.json"
@@ -118,7 +118,8 @@ class PrepareResult:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise InputError(root, f"not a prepared folder (no {REPORT}); run 'facechain prepare' first") from None
+            raise InputError(root, f"not a prepared folder (no {REPORT}); "
+                                  f"run '{shell_command('facechain', 'prepare', 'PHOTOS', '--output', root)}' first") from None
         except (OSError, ValueError) as e:
             raise InputError(path, f"unreadable report ({e})") from None
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, NoUsablePhotosError
+from ..errors import InputError, NoUsablePhotosError, shell_command
 from ..image_io import IMAGE_SUFFIXES, load_image
 
 METADATA = "metadata.jsonl"
@@ -98,7 +98,8 @@ def read_metadata(folder: Path) -> list[TrainingExample]:
 def read_prepared(folder: Path | str) -> PreparedDataset:
     folder = Path(folder)
     if not is_prepared_folder(folder):
-        raise InputError(folder, f"not a prepared dataset (needs {METADATA} and {REPORT}; run 'facechain prepare')")
+        raise InputError(folder, f"not a prepared dataset (needs {METADATA} and {REPORT}; "
+                                f"run '{shell_command('facechain', 'prepare', 'PHOTOS', '--output', folder)}')")
     try:
         report = json.loads((folder / REPORT).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
