@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import config_to_dict
-from ..diffusion.device import resolve_device
+from ..diffusion.device import native_bf16, resolve_device, training_dtype
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -93,17 +93,19 @@ class TrainOutcome:
 def resolve_precision(cfg: TrainConfig) -> tuple[torch.device, str, torch.dtype]:
     """Device, accelerate mixed-precision mode and the dtype of the frozen weights.
 
-    ``auto``: bf16 (fp16 on pre-Ampere GPUs) on CUDA; fp32 elsewhere (fp16 on CPU is ~20x slower).
+    ``auto``: bf16 on GPUs that compute it natively (compute capability >= 8), fp16 on older GPUs
+    (accelerate then scales the loss with a GradScaler; the LoRA weights stay fp32 so the scaler
+    can unscale their gradients), fp32 elsewhere (fp16 on CPU is ~20x slower).
     """
     device = resolve_device(cfg.device)
     mode = cfg.mixed_precision
     if mode == "auto":
-        if device.type == "cuda":
-            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            mode = "no"
+        mode = {torch.float32: "no", torch.float16: "fp16", torch.bfloat16: "bf16"}[training_dtype(device)]
     if mode == "fp16" and device.type == "cpu":
         raise ConfigError("mixed_precision fp16 needs a GPU; use bf16 or no on CPU")
+    if mode == "bf16" and device.type == "cuda" and not native_bf16(device):
+        log.warning("this GPU has no native bf16 (compute capability < 8): bf16 is emulated and slow; "
+                    "mixed_precision fp16 or auto is faster")
     dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
     return device, mode, dtype
 
