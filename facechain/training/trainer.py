@@ -218,12 +218,14 @@ class LoraTrainer:
         self.attention = _set_sdpa(self.unet)
 
         # LoRA A matrices are randomly initialised (B = 0): seed so the same seed gives the same run.
+        # "gaussian" draws A from N(0, 1/rank^2) like the reference's LoRA layers; True is peft's kaiming init.
+        init = "gaussian" if config.lora_init == "gaussian" else True
         torch.manual_seed(config.seed)
-        self.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights=True,
+        self.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights=init,
                                          target_modules=list(config.target_modules)))
         if config.train_text_encoder:
             self.text_encoder.add_adapter(LoraConfig(r=config.text_encoder_rank, lora_alpha=config.text_encoder_alpha,
-                                                     init_lora_weights=True,
+                                                     init_lora_weights=init,
                                                      target_modules=list(config.text_encoder_target_modules)))
         self.params = self._trainable_parameters()
         for p in self.params.values():  # LoRA weights train in fp32 even when the base is fp16/bf16
@@ -265,9 +267,10 @@ class LoraTrainer:
     def describe(self) -> str:
         c = self.cfg
         return (f"{self.total_steps} steps on {len(self.dataset)} images at {c.resolution}px, batch {c.batch_size}, "
-                f"LoRA rank {c.rank}/alpha {c.alpha:g}{' + text encoder' if c.train_text_encoder else ''}, "
+                f"LoRA rank {c.rank}/alpha {c.alpha:g} ({c.lora_init} init){' + text encoder' if c.train_text_encoder else ''}, "
                 f"lr {c.learning_rate:g} {c.lr_scheduler}; device {self.device.type}, precision "
-                f"{'fp32' if self.mixed_precision == 'no' else self.mixed_precision}, optimizer {self.optimizer_name}, "
+                f"{'fp32' if self.mixed_precision == 'no' else self.mixed_precision}"
+                f"{' with loss scaling' if self.accelerator.scaler is not None else ''}, optimizer {self.optimizer_name}, "
                 f"attention {self.attention}, latents {'cached' if c.cache_latents else 'encoded every step'}"
                 f"{', gradient checkpointing' if c.gradient_checkpointing else ''}")
 
