@@ -154,6 +154,37 @@ def test_cli_trains_a_usable_adapter(people_dir, encoder_file, tiny_sd_dir, tmp_
     assert code == 2 and "already exists" in stderr and stderr.count("\n") == 1
 
 
+def test_fp16_base_trains_the_adapter_with_loss_scaling(people_dir, trainer, tmp_path):
+    """A half-precision base model (train-adapter --dtype fp16) scales the loss; fp32 needs no scaler."""
+    from diffusers import DDPMScheduler
+
+    from facechain.testing.tiny import tiny_sd_components
+
+    assert not trainer.scaler.is_enabled()  # the fp32 fixture
+    parts = tiny_sd_components()
+    parts["noise_scheduler"] = DDPMScheduler.from_config(parts.pop("scheduler").config)
+    for k in ("unet", "vae", "text_encoder"):
+        parts[k].requires_grad_(False).to(torch.float16)
+    model = tiny_fact_model(parts["unet"])
+    cfg = AdapterTrainConfig(resolution=32, steps=2, batch_size=2, learning_rate=3e-2)
+    tr = AdapterTrainer(parts, model.encoder, model.adapter, trainer.dataset, cfg, tmp_path / "work",
+                        torch.device("cpu"), progress=False)
+    hooks = install_adapter(parts["unet"], model.adapter, tr.routing)
+    try:
+        assert tr.scaler.is_enabled() and tr.scaler.get_scale() == 65536.0
+        before = [p.detach().clone() for p in tr.params]
+        rows = [tr.train_step(s) for s in range(2)]
+        tr.step = 2
+        saved = tr.save_checkpoint()
+    finally:
+        hooks.remove()
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert all(p.dtype == torch.float32 for p in tr.params)
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.params))
+    state = torch.load(saved / "training_state.pt", weights_only=True)
+    assert state["scaler"]["scale"] == tr.scaler.get_scale()
+
+
 def test_interrupted_training_resumes_to_the_same_weights(small_people_dir, encoder_file, tiny_sd_dir, tmp_path, monkeypatch):
     people_dir = small_people_dir
     from safetensors.torch import load_file

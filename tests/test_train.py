@@ -77,13 +77,18 @@ def test_shipped_config_files_document_every_default(cls, section):
 
 def test_step_count_rules_and_validation():
     cfg = TrainConfig()
-    assert (cfg.total_steps(3), cfg.total_steps(5), cfg.total_steps(20)) == (600, 800, 800)  # min(200 x photos, 800)
+    # the reference's 200 epochs at batch 1, capped at 200 epochs of its 20-photo maximum
+    assert (cfg.total_steps(3), cfg.total_steps(5), cfg.total_steps(20), cfg.total_steps(35)) == (600, 1000, 4000, 4000)
+    assert (cfg.rank, cfg.alpha, cfg.lora_init, cfg.learning_rate, cfg.lr_scheduler, cfg.lr_warmup_steps) == \
+        (4, 4.0, "gaussian", 1.5e-4, "cosine", 0)
     assert TrainConfig(steps=7).total_steps(20) == 7
     style = StyleTrainConfig()
     assert (style.rank, style.learning_rate, style.lr_scheduler, style.epochs) == (32, 1e-4, "cosine_with_restarts", 20)
     assert style.total_steps(6) == 120 and StyleTrainConfig(batch_size=4).total_steps(6) == 40
     with pytest.raises(ConfigError, match="resolution"):
         TrainConfig(resolution=100)
+    with pytest.raises(ConfigError, match="lora_init"):
+        TrainConfig(lora_init="xavier")
     with pytest.raises(ConfigError, match="unknown option 'ranks'"):
         load_config(TrainConfig, "train", None, {"ranks": 3})
 
@@ -121,6 +126,27 @@ def test_precision_and_optimizer_choice_on_cpu():
     assert make_optimizer(params, TrainConfig(), torch.device("cpu"))[1] == "torch AdamW"  # auto on CPU
     opt, name = make_optimizer(params, TrainConfig(optimizer="adamw8bit"), torch.device("cpu"))
     assert name == "bitsandbytes AdamW8bit" and type(opt).__module__.startswith("bitsandbytes")
+
+
+@pytest.mark.parametrize("init", ["gaussian", "kaiming"])
+def test_lora_initialisation_matches_the_reference_layers(tiny_sd_dir, prepared, init):
+    """gaussian: A ~ N(0, 1/rank^2) as diffusers' old LoRALinearLayer (the reference); kaiming: peft's U(+-1/sqrt(fan_in))."""
+    trainer = make_trainer(tiny_sd_dir, prepared, steps=1, rank=4, alpha=4.0, lora_init=init)
+    a = torch.cat([v.flatten() for k, v in trainer.params.items() if ".lora_A." in k])
+    b = torch.cat([v.flatten() for k, v in trainer.params.items() if ".lora_B." in k])
+    assert torch.count_nonzero(b) == 0  # the LoRA starts as the identity: B = 0
+    if init == "gaussian":
+        assert abs(float(a.std()) - 1 / 4) < 0.02
+    else:
+        bounds = [1 / v.shape[1] ** 0.5 for k, v in trainer.params.items() if ".lora_A." in k]
+        assert float(a.abs().max()) <= max(bounds) and float(a.std()) < 0.2
+    # scale 1: the exported up matrices are the trained B matrices, unscaled
+    trainer.training_step()
+    unet_layers, _ = trainer.lora_state_dicts()
+    b_trained = {k.replace(".lora_B.default.weight", ""): v for k, v in trainer.params.items() if ".lora_B." in k}
+    key = next(iter(b_trained))
+    up = unet_layers[key.removeprefix("unet.") + ".lora.up.weight"]
+    assert torch.equal(up, b_trained[key].detach().float().cpu())
 
 
 def test_v_prediction_base_trains_on_velocity(tiny_sd_dir, prepared):

@@ -1,4 +1,9 @@
-"""Device and dtype choice: CUDA > Apple MPS > CPU; fp16 on GPUs, fp32 on CPU (fp16 is ~20x slower there)."""
+"""Device and dtype choice: CUDA > Apple MPS > CPU; fp16 on GPUs, fp32 on CPU (fp16 is ~20x slower there).
+
+Training picks bf16 only where the GPU computes it natively (CUDA compute capability 8.0+,
+Ampere and later); ``torch.cuda.is_bf16_supported()`` also answers True on a T4 or V100, where
+bf16 is emulated and slow, so it is not used to decide.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +42,17 @@ def resolve_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype
     if name not in table:
         raise FacechainError(f"{spell('dtype')} {dtype}: unknown (auto, fp32, fp16, bf16)")
     return table[name]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True on CUDA GPUs with bf16 tensor cores (compute capability >= 8.0: A100, RTX 30xx, H100, ...)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return tuple(torch.cuda.get_device_capability(device)) >= (8, 0)
+
+
+def training_dtype(device: torch.device) -> torch.dtype:
+    """Compute dtype for training: bf16 on Ampere+, fp16 (with loss scaling) on older GPUs, fp32 elsewhere."""
+    if device.type == "cuda":
+        return torch.bfloat16 if native_bf16(device) else torch.float16
+    return torch.float32

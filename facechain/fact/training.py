@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from .. import options, progress
 from ..atomic import atomic_directory, check_destination
 from ..config import config_to_dict, load_config
+from ..diffusion.vae import encode_posterior
 from ..errors import InputError, TrainingError
 from ..types import Rejection
 from .adapter import FaceTokenRouting, FactAdapter, install_adapter
@@ -96,6 +97,9 @@ class AdapterTrainer:
         self.adapter.to(device, torch.float32).train()
         self.params = [p for p in self.adapter.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        # fp16 gradients through a half-precision UNet underflow without loss scaling (bf16 and
+        # fp32 have fp32's exponent range and need none); the adapter itself stays fp32.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.frozen_dtype == torch.float16)
         self.step = 0
         self.history: list[float] = []
         self.latents = self._encode_targets()
@@ -106,13 +110,12 @@ class AdapterTrainer:
                         return_tensors="pt").input_ids.to(self.device)
         return text_encoder(ids)[0].to(self.frozen_dtype)
 
-    @torch.no_grad()
     def _encode_targets(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """VAE posterior (mean, std) of every target image, computed once (the VAE is frozen)."""
         out = {}
         for photo in self.dataset.photos:
-            dist = self.vae.encode(photo.pixels[None].to(self.device, self.frozen_dtype)).latent_dist
-            out[id(photo)] = (dist.mean, dist.std)
+            mean, std = encode_posterior(self.vae, photo.pixels[None])
+            out[id(photo)] = (mean.to(self.frozen_dtype), std.to(self.frozen_dtype))
         return out
 
     # -- one step ------------------------------------------------------------------------------
@@ -137,9 +140,11 @@ class AdapterTrainer:
         if not torch.isfinite(loss):
             raise TrainingError(f"step {step}: the loss became {loss.item()} (lower the learning rate)")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients; a step with inf/NaN ones is skipped
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return {"loss": loss.item(), "mse": mse.item(), "fair": fair.item(),
                 "shuffled": sum(d.shuffled for d in draws), "dropped": sum(d.dropped for d in draws)}
 
@@ -183,7 +188,8 @@ class AdapterTrainer:
         dest = self.work_dir / f"{CKPT_PREFIX}{self.step:06d}"
         with atomic_directory(dest, overwrite=True) as tmp:
             save_safetensors(tmp / ADAPTER_FILE, self.adapter, self.adapter.config, "adapter")
-            torch.save({"optimizer": self.optimizer.state_dict()}, tmp / "training_state.pt")
+            torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()},
+                       tmp / "training_state.pt")
             (tmp / "state.json").write_text(json.dumps({"step": self.step, "settings": self._settings(),
                                                         "history": self.history[-1000:]}, indent=1))
         for old in checkpoints(self.work_dir)[:-self.cfg.keep_checkpoints]:
@@ -204,6 +210,8 @@ class AdapterTrainer:
             raise InputError(folder, f"checkpoint was made with other settings ({', '.join(changed)}); train without resume")
         load_into(self.adapter, state, MappingReport(str(folder)))
         self.optimizer.load_state_dict(opt["optimizer"])
+        if opt.get("scaler"):
+            self.scaler.load_state_dict(opt["scaler"])
         self.step = int(info["step"])
         self.history = list(info.get("history", []))
 
@@ -334,7 +342,7 @@ def train_adapter(
     side in px (config field ``resolution``); ``device``/``dtype`` ``auto``: the config file's, else the
     recipe's (``dtype`` fp32 for the frozen parts). ``quiet``: no progress.
     """
-    from ..diffusion.device import resolve_device, resolve_dtype
+    from ..diffusion.device import resolve_device, resolve_dtype, training_dtype
 
     given = options.validate(dict(
         base_model=base_model, face_encoder=face_encoder, adapter_init=adapter_init, variant=variant, size=size,
@@ -365,7 +373,7 @@ def train_adapter(
 
     with progress.reporting(quiet=quiet):
         dev = resolve_device(cfg.device)
-        dt = resolve_dtype(dev, cfg.dtype)
+        dt = training_dtype(dev) if cfg.dtype == "auto" else resolve_dtype(dev, cfg.dtype)
         torch.manual_seed(cfg.seed)
         progress.say(f"loading face encoder {encoder_file}")
         encoder = _load_encoder(encoder_file).to(dev)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..progress import task as progress_task
+from ..diffusion.vae import encode_posterior
 from .data import TrainingExample, load_training_image
 
 
@@ -48,11 +49,12 @@ class _Encoders:
         shift = getattr(vae.config, "shift_factor", None)
         self.shift = float(shift) if shift is not None else 0.0
 
-    @torch.no_grad()
     def posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std of the VAE's latent distribution for a (B, 3, H, W) batch in [-1, 1]."""
-        dist = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist
-        return dist.mean.float(), dist.std.float()
+        """Mean and std of the VAE's latent distribution for a (B, 3, H, W) batch in [-1, 1].
+
+        In the VAE's (training) dtype, again in fp32 if half precision overflows.
+        """
+        return encode_posterior(self.vae, pixels)
 
     @torch.no_grad()
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:

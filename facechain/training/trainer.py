@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from .. import progress
 from ..options import spell, spell_value
 from ..config import config_to_dict
-from ..diffusion.device import resolve_device
+from ..diffusion.device import native_bf16, resolve_device, training_dtype
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -93,17 +93,19 @@ class TrainOutcome:
 def resolve_precision(cfg: TrainConfig) -> tuple[torch.device, str, torch.dtype]:
     """Device, accelerate mixed-precision mode and the dtype of the frozen weights.
 
-    ``auto``: bf16 (fp16 on pre-Ampere GPUs) on CUDA; fp32 elsewhere (fp16 on CPU is ~20x slower).
+    ``auto``: bf16 on GPUs that compute it natively (compute capability >= 8), fp16 on older GPUs
+    (accelerate then scales the loss with a GradScaler; the LoRA weights stay fp32 so the scaler
+    can unscale their gradients), fp32 elsewhere (fp16 on CPU is ~20x slower).
     """
     device = resolve_device(cfg.device)
     mode = cfg.mixed_precision
     if mode == "auto":
-        if device.type == "cuda":
-            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            mode = "no"
+        mode = {torch.float32: "no", torch.float16: "fp16", torch.bfloat16: "bf16"}[training_dtype(device)]
     if mode == "fp16" and device.type == "cpu":
         raise ConfigError("mixed_precision fp16 needs a GPU; use bf16 or no on CPU")
+    if mode == "bf16" and device.type == "cuda" and not native_bf16(device):
+        log.warning("this GPU has no native bf16 (compute capability < 8): bf16 is emulated and slow; "
+                    "mixed_precision fp16 or auto is faster")
     dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
     return device, mode, dtype
 
@@ -216,12 +218,14 @@ class LoraTrainer:
         self.attention = _set_sdpa(self.unet)
 
         # LoRA A matrices are randomly initialised (B = 0): seed so the same seed gives the same run.
+        # "gaussian" draws A from N(0, 1/rank^2) like the reference's LoRA layers; True is peft's kaiming init.
+        init = "gaussian" if config.lora_init == "gaussian" else True
         torch.manual_seed(config.seed)
-        self.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights=True,
+        self.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights=init,
                                          target_modules=list(config.target_modules)))
         if config.train_text_encoder:
             self.text_encoder.add_adapter(LoraConfig(r=config.text_encoder_rank, lora_alpha=config.text_encoder_alpha,
-                                                     init_lora_weights=True,
+                                                     init_lora_weights=init,
                                                      target_modules=list(config.text_encoder_target_modules)))
         self.params = self._trainable_parameters()
         for p in self.params.values():  # LoRA weights train in fp32 even when the base is fp16/bf16
@@ -263,9 +267,10 @@ class LoraTrainer:
     def describe(self) -> str:
         c = self.cfg
         return (f"{self.total_steps} steps on {len(self.dataset)} images at {c.resolution}px, batch {c.batch_size}, "
-                f"LoRA rank {c.rank}/alpha {c.alpha:g}{' + text encoder' if c.train_text_encoder else ''}, "
+                f"LoRA rank {c.rank}/alpha {c.alpha:g} ({c.lora_init} init){' + text encoder' if c.train_text_encoder else ''}, "
                 f"lr {c.learning_rate:g} {c.lr_scheduler}; device {self.device.type}, precision "
-                f"{'fp32' if self.mixed_precision == 'no' else self.mixed_precision}, optimizer {self.optimizer_name}, "
+                f"{'fp32' if self.mixed_precision == 'no' else self.mixed_precision}"
+                f"{' with loss scaling' if self.accelerator.scaler is not None else ''}, optimizer {self.optimizer_name}, "
                 f"attention {self.attention}, latents {'cached' if c.cache_latents else 'encoded every step'}"
                 f"{', gradient checkpointing' if c.gradient_checkpointing else ''}")
 
