@@ -216,9 +216,13 @@ class PortraitGenerator:
 
 
 def decode_latents(pipe, latents: torch.Tensor) -> list[np.ndarray]:
-    """VAE-decode latents into RGB uint8 arrays (what ``output_type="np"`` would give, as uint8)."""
-    vae = pipe.vae
-    latents = latents.to(dtype=vae.dtype)
-    decoded = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    """VAE-decode latents into RGB uint8 arrays (what ``output_type="np"`` would give, as uint8).
+
+    An fp16 decode that overflows (NaN/inf: some community VAEs) is redone in fp32
+    (:func:`facechain.diffusion.vae.decode_latents`).
+    """
+    from ..diffusion.vae import decode_latents as decode_safely
+
+    decoded = decode_safely(pipe.vae, latents)
     arr = pipe.image_processor.postprocess(decoded, output_type="np", do_denormalize=[True] * decoded.shape[0])
     return [np.ascontiguousarray((np.clip(a, 0.0, 1.0) * 255.0).round().astype(np.uint8)) for a in arr]

@@ -40,6 +40,7 @@ from PIL import Image
 from .. import progress
 from ..identity import Identity
 from ..types import Face
+from ..generation.portrait import decode_latents
 from ..postprocess.fusion import FaceFuser
 from ..postprocess.ranking import SimilarityRanker
 from .config import InpaintConfig
@@ -386,9 +387,9 @@ class TemplatePortraitPipeline:
         raw = self.text2img(
             **self._prompt(job, self.text2img), image=Image.fromarray(pose_image),
             height=res, width=res, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-            controlnet_conditioning_scale=cfg.stage1_pose_scale, generator=_generator(seed), output_type="np",
-        ).images[0]
-        raw = to_uint8(raw * 255.0)
+            controlnet_conditioning_scale=cfg.stage1_pose_scale, generator=_generator(seed), output_type="latent",
+        ).images
+        raw = _to_image(self.text2img, raw)
         fused = self._fuse(raw, job)
         faces = self.analyzer.analyze(fused.image, landmarks=True)
         return Stage1Result(pose_image, pose_source, raw, fused.image, fused.fused,
@@ -423,9 +424,9 @@ class TemplatePortraitPipeline:
             height=res, width=res, strength=cfg.strength, num_inference_steps=cfg.steps,
             guidance_scale=cfg.guidance_scale,
             controlnet_conditioning_scale=[cfg.stage2_pose_scale, cfg.stage2_canny_scale],
-            generator=_generator(seed), output_type="np",
-        ).images[0]
-        raw = to_uint8(raw * 255.0)
+            generator=_generator(seed), output_type="latent",
+        ).images
+        raw = _to_image(self.inpaint, raw)
         fused = self._fuse(raw, job)
         return Candidate(seed, raw, fused.image, fused.fused)
 
@@ -482,6 +483,14 @@ def _photo_name(photo) -> str:
     """A person given by photos is named after the first photo's file stem."""
     source = getattr(photo, "source", photo)
     return Path(str(source)).stem if not isinstance(source, np.ndarray) else "photo"
+
+
+def _to_image(pipe, images) -> np.ndarray:
+    """The first image of a pipeline call as uint8 RGB: latents are decoded NaN-safely (fp16 VAEs that
+    overflow are decoded again in fp32); a pipeline that already returned pixels in [0, 1] passes."""
+    if isinstance(images, torch.Tensor):
+        return decode_latents(pipe, images)[0]
+    return to_uint8(np.asarray(images[0]) * 255.0)
 
 
 def _generator(seed: int) -> torch.Generator:
