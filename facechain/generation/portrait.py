@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..postprocess.fusion import FaceFuser, FusionResult, fuse_face
 from ..postprocess.ranking import MIN_FACE_FRACTION, RankedImage, rank_images
+from ..progress import task as progress_task
 from ..types import Face
 from .prompt import PromptPair
 
@@ -160,12 +161,14 @@ class PortraitGenerator:
             seeds = list(request.seeds)
             bar = tqdm(total=len(seeds), desc="portraits", unit="img", disable=not self.progress, leave=False)
             face_adapter = self.fact.applied_to(pipe) if self.fact is not None else contextlib.nullcontext()
-            with face_adapter:
-                self._denoise_batches(pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar)
+            with face_adapter, progress_task("portraits", total=len(seeds), unit="img") as events:
+                self._denoise_batches(pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar,
+                                      events)
             bar.close()
         return images
 
-    def _denoise_batches(self, pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar) -> None:
+    def _denoise_batches(self, pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar,
+                         events) -> None:
         """Seeded batches through the pipeline (latents out), each VAE-decoded into ``images``."""
         device = pipe._execution_device
         for start in range(0, len(seeds), max(1, request.batch_size)):
@@ -183,6 +186,7 @@ class PortraitGenerator:
             with _timed(times, "vae_decode", device):
                 images.extend(decode_latents(pipe, latents))
             bar.update(n)
+            events.update(n)
 
     def fuse_faces(self, images: list[np.ndarray], times: StageTimes) -> list[FusionResult | None]:
         """Blend the template face into each output (skipped without a template face or a fuser)."""

@@ -39,6 +39,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..identity import Identity
+from ..progress import task as progress_task
 from ..types import Face
 from .components import FaceFuser, SimilarityRanker
 from .config import InpaintConfig
@@ -256,22 +257,26 @@ class TemplatePortraitPipeline:
         """Replace each job's template face by its person; ``num_images`` ranked portraits."""
         self.warnings, self.timings = [], {}
         bar = tqdm(total=len(jobs) * (1 + num_images), desc="inpaint", unit="step", disable=not progress, leave=False)
+        events = progress_task("inpaint", total=len(jobs) * (1 + num_images), unit="step")  # service: progress + cancel
         results = []
         for job in jobs:
             with self.person_condition(job) as fact:
                 crop = self.work_crop(template, job.face)
                 stage1 = self.stage1(crop, job, seed)
                 bar.update()
+                events.update(1)
                 warp = self.warp(stage1, crop, job)
                 pose_image, canny_image = self.stage2_conditions(crop, warp)
                 candidates = []
                 for k in range(num_images):
                     candidates.append(self.stage2(crop, pose_image, canny_image, job, seed + k))
                     bar.update()
+                    events.update(1)
             ranked = self.rank(candidates, crop, job)
             results.append(FaceResult(job, crop, stage1, warp, pose_image, canny_image, ranked,
                                       None if fact is None else fact.metadata()))
         bar.close()
+        events.close()
         portraits = [self.paste(template, results, k) for k in range(num_images)]
         return InpaintOutcome(portraits, results, list(self.warnings), dict(self.timings))
 

@@ -29,6 +29,7 @@ from ..config import config_to_dict, load_config
 from ..errors import FacechainError, NoUsablePhotosError
 from ..image_io import list_images, save_png
 from ..perception import FaceAnalyzer
+from ..progress import task as progress_task
 from ..types import Rejection
 from .components import PrepareComponents, StepTimer
 from .config import PrepareConfig
@@ -91,8 +92,10 @@ def _process_all(paths: list[Path], cfg: PrepareConfig, comp: PrepareComponents,
     processed: list[ProcessedPhoto] = []
     rejected: list[Rejection] = []
     bar = tqdm(paths, desc="prepare", unit="photo", disable=not progress, dynamic_ncols=True)
+    events = progress_task("prepare", total=len(paths), unit="photo")  # service jobs: progress + cancel
     for path in bar:
         bar.set_postfix_str(path.name[-30:], refresh=False)
+        events.update(0, message=path.name[-60:])
         try:
             processed.append(process_photo(path, cfg, comp, timer))
         except PhotoRejected as r:
@@ -103,6 +106,8 @@ def _process_all(paths: list[Path], cfg: PrepareConfig, comp: PrepareComponents,
             log.warning("%s: processing failed", path, exc_info=True)
             first = (str(e).splitlines() or [""])[0]
             rejected.append(Rejection(path, f"could not be processed ({type(e).__name__}: {first})"))
+        events.update(1)
+    events.close()
     return processed, rejected
 
 

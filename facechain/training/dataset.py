@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..progress import task as progress_task
+
 from .data import TrainingExample, load_training_image
 
 
@@ -83,10 +85,12 @@ class CachedDataset:
         variants = (False, True) if flip else (False,)
         bar = tqdm(total=len(self.examples) * len(variants), desc="caching latents", unit="img", disable=not progress,
                    leave=False)
-        for i, ex in enumerate(self.examples):
-            for flipped in variants:
-                self._posteriors[(i, flipped)] = enc.posterior(image_tensor(ex, resolution, flipped)[None])
-                bar.update()
+        with progress_task("caching latents", total=len(self.examples) * len(variants), unit="img") as events:
+            for i, ex in enumerate(self.examples):
+                for flipped in variants:
+                    self._posteriors[(i, flipped)] = enc.posterior(image_tensor(ex, resolution, flipped)[None])
+                    bar.update()
+                    events.update(1)
         bar.close()
         self.embeddings = enc.embed(self.input_ids) if cache_text else None
 

@@ -38,6 +38,7 @@ from ..config import config_to_dict
 from ..diffusion.device import resolve_device
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError
+from ..progress import task as progress_task
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .components import SDComponents
 from .config import RESUME_KEYS, TrainConfig
@@ -437,6 +438,9 @@ class LoraTrainer:
         every = self.cfg.checkpoint_every
         bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step", desc="training",
                    disable=not self.progress, dynamic_ncols=True)
+        events = progress_task("training", total=self.total_steps, unit="step")  # service jobs: progress + cancel
+        if self.state.step:
+            events.update(self.state.step, message=f"resumed at step {self.state.step}")
         started = time.perf_counter() - self.state.seconds
         self.unet.train()
         if self.cfg.train_text_encoder:
@@ -457,11 +461,13 @@ class LoraTrainer:
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                     if self.on_step is not None:
                         self.on_step(self.state.step, loss)
+                    events.update(1, message=f"loss {loss:.4f}")
                     if flag["stop"]:
                         saved = self.save_checkpoint() if self.work_dir else None
                         raise TrainingInterrupted(self.state.step, self.total_steps, saved)
                     if self.work_dir and every > 0 and self.state.step % every == 0 and self.state.step < self.total_steps:
                         self.save_checkpoint()
+            events.close()
         finally:
             bar.close()
             if logf is not None:
