@@ -24,6 +24,8 @@ _API = {
     "inpaint": "facechain.inpainting.api",
     "FaceAnalyzer": "facechain.perception",
     "ModelStore": "facechain.models",
+    "Client": "facechain.service.client",
+    "serve": "facechain.service",
 }
 
 

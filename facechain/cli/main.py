@@ -30,6 +30,7 @@ VERB_MODULES = [
     "cmd_inpaint",
     "cmd_train_adapter",
     "cmd_models",
+    "cmd_serve",
 ]
 
 
