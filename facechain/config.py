@@ -103,6 +103,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+#: The same checks for any caller that takes option values from outside (the job service's params).
+coerce = _coerce
+
+
 def build_config(cls: type[T], values: dict[str, Any], source: str) -> T:
     """Make ``cls`` from a mapping, rejecting unknown keys and ill-typed values."""
     if not dataclasses.is_dataclass(cls):

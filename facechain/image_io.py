@@ -8,7 +8,9 @@ become :class:`~facechain.errors.InputError` with a one-line reason naming the f
 from __future__ import annotations
 
 import io
+import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +113,59 @@ def save_jpeg(path: Path | str, image: np.ndarray | Image.Image, quality: int = 
     buf = io.BytesIO()
     img.convert("RGB").save(buf, format="JPEG", quality=quality)
     atomic_write_bytes(path, buf.getvalue())
+
+
+# --- untrusted images (uploads to the job service) -----------------------------------------------
+
+#: Formats an untrusted upload may have. Pillow's other plugins stay off: some hand the file to
+#: external programs (EPS -> Ghostscript) or parse rarely used, rarely audited formats.
+SAFE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF") + (("HEIF",) if pillow_heif is not None else ())
+
+
+class NotAnImageError(InputError):
+    """The bytes are not an image in one of :data:`SAFE_FORMATS`."""
+
+
+class ImageTooLargeError(InputError):
+    """The image declares more pixels than allowed (checked from its header, before decoding)."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    format: str
+    width: int
+    height: int
+
+
+def inspect_image(path: Path | str, max_pixels: int) -> ImageHeader:
+    """Check an untrusted image file: its header first (size limit before a single pixel is decoded,
+    so a 50000x50000 PNG costs nothing), then one full decode (truncated or corrupt files fail here)."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.init()  # registers every plugin, so each safe format is known by name
+            with Image.open(path, formats=[f for f in SAFE_FORMATS if f in Image.OPEN]) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageTooLargeError(path, f"image too large: {width}x{height} pixels (limit {max_pixels:,} pixels)")
+                fmt = im.format or "unknown"
+                im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))  # Pillow's own check fired first (far beyond the limit)
+        size = f"{int(found.group(1)):,} pixels" if found else "beyond Pillow's decompression-bomb limit"
+        raise ImageTooLargeError(path, f"image too large: {size} (limit {max_pixels:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise NotAnImageError(path, f"not an image (accepted formats: {', '.join(SAFE_FORMATS)})") from None
+    except InputError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e).lower()
+        reason = "truncated or corrupt image" if ("truncated" in msg or "premature" in msg or "broken" in msg) \
+            else f"cannot decode image ({' '.join(str(e).split())[:120]})"
+        raise InputError(path, reason) from None
+    if width < 1 or height < 1:
+        raise InputError(path, "image has no pixels")
+    return ImageHeader(fmt, width, height)

@@ -34,6 +34,7 @@ VERB_MODULES = [
     "cmd_models",
     "cmd_talk",
     "cmd_export",
+    "cmd_serve",
 ]
 
 

@@ -114,6 +114,10 @@ class GrabCutHeadSegmenter:
         mask = seeds.copy()
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         bgr = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2BGR)
+        # GrabCut seeds its colour models with k-means on OpenCV's global RNG, whose state advances with
+        # every call: without a fixed seed the same photo gets another mask in a long-lived process
+        # (a service worker), and a resumed training job another dataset than the first attempt.
+        cv2.setRNGSeed(0)
         cv2.grabCut(bgr, mask, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
         fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
         fg = _largest_component(fg)

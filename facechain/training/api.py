@@ -34,6 +34,7 @@ from ..config import config_to_dict, load_config
 from ..errors import InputError
 from ..identity import LORA_FILE, Identity
 from ..paths import facechain_home, identities_dir
+from ..progress import say
 from .checkpoint import latest_checkpoint
 from .components import BaseModelInfo, load_components, resolve_base_model
 from .config import StyleTrainConfig, TrainConfig

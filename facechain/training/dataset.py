@@ -84,8 +84,7 @@ class CachedDataset:
         self.input_ids = tokenize(tokenizer, [e.caption for e in self.examples])
         self._posteriors: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         variants = (False, True) if flip else (False,)
-        with (progress_task("caching latents", total=len(self.examples) * len(variants), unit="img")
-              if progress else contextlib.nullcontext()) as bar:
+        with progress_task("caching latents", total=len(self.examples) * len(variants), unit="img") as bar:
             for i, ex in enumerate(self.examples):
                 for flipped in variants:
                     self._posteriors[(i, flipped)] = enc.posterior(image_tensor(ex, resolution, flipped)[None])

@@ -38,6 +38,7 @@ from ..config import config_to_dict
 from ..diffusion.device import native_bf16, resolve_device, training_dtype
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError
+from ..progress import task as progress_task
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .components import SDComponents
 from .config import RESUME_KEYS, TrainConfig
@@ -440,7 +441,7 @@ class LoraTrainer:
             self.state.fixed_loss_before = self.fixed_batch_loss()
         logf = self._open_log()
         every = self.cfg.checkpoint_every
-        bar = progress.task("training", total=self.total_steps, unit="step") if self.progress else None
+        bar = progress.task("training", total=self.total_steps, unit="step")  # a no-op without a sink
         if bar is not None and self.state.step:
             bar.update(self.state.step, message=f"resumed at step {self.state.step}")
         started = time.perf_counter() - self.state.seconds
@@ -463,11 +464,13 @@ class LoraTrainer:
                         bar.update(1, message=f"loss {loss:.4f}")
                     if self.on_step is not None:
                         self.on_step(self.state.step, loss)
+                    events.update(1, message=f"loss {loss:.4f}")
                     if flag["stop"]:
                         saved = self.save_checkpoint() if self.work_dir else None
                         raise TrainingInterrupted(self.state.step, self.total_steps, saved)
                     if self.work_dir and every > 0 and self.state.step % every == 0 and self.state.step < self.total_steps:
                         self.save_checkpoint()
+            events.close()
         finally:
             if logf is not None:
                 logf.close()
