@@ -54,6 +54,16 @@ def cli_door() -> Iterator[None]:
         _DOOR.reset(token)
 
 
+@contextlib.contextmanager
+def python_door() -> Iterator[None]:
+    """Inside this context, option errors name keywords (``guidance_scale``): the Python API and HTTP params."""
+    token = _DOOR.set("python")
+    try:
+        yield
+    finally:
+        _DOOR.reset(token)
+
+
 def spell(name: str) -> str:
     """How the current caller spells option ``name``: ``guidance_scale`` in Python, ``--guidance-scale`` in the CLI."""
     if _DOOR.get() != "cli":

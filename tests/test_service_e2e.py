@@ -18,13 +18,13 @@ STEPS, EVERY = 40, 4  # long enough to be killed between the first checkpoint an
 
 
 def _train_params(tiny_sd_dir) -> dict:
-    return {"base_model": str(tiny_sd_dir), "resolution": 64, "steps": STEPS, "checkpoint_every": EVERY,
+    return {"base_model": str(tiny_sd_dir), "size": 64, "steps": STEPS, "checkpoint_every": EVERY,
             "retouch": False, "seed": 5}
 
 
 def test_client_uploads_trains_generates_and_downloads_a_png_with_its_parameters(faces_dir, tiny_sd_dir, tmp_path):
     import facechain
-    from facechain.generation.results import PortraitSet
+    from facechain.results import Portraits
 
     server = ServerProcess(tmp_path / "home", "--model-root", tiny_sd_dir.parent, token="t0k").start()
     try:
@@ -34,15 +34,15 @@ def test_client_uploads_trains_generates_and_downloads_a_png_with_its_parameters
             with progress.reporting(sink=seen):  # the job's server-sent events arrive as progress events here
                 ident = client.train(photos, name="alice", output=tmp_path / "alice", **_train_params(tiny_sd_dir))
             assert ident.name == "alice" and ident.lora_path.is_file() and ident.trigger_word
-            assert {"prepare", "training"} <= set(seen.tasks())
+            assert {"preparing photos", "training"} <= set(seen.tasks())
             steps = [e.done for e in seen.events if e.task == "training"]
             assert steps == sorted(steps) and steps[-1] == STEPS
             assert [i["name"] for i in client.identities()] == ["alice"]
 
-            results = client.generate("alice", style_prompt="{trigger}, studio portrait", size="64", steps=2,
+            results = client.generate("alice", prompt="{trigger}, studio portrait", size="64", steps=2,
                                       num_images=2, seed=7, output=tmp_path / "portraits", quiet=True)
             job = client.jobs(kind="generate")[0]
-        assert isinstance(results, PortraitSet) and len(results) == 2 and results.settings["seeds"] == [7, 8]
+        assert isinstance(results, Portraits) and len(results) == 2 and results.settings["seeds"] == [7, 8]
         first = results[0].path
         with Image.open(first) as png:
             text = dict(png.text)

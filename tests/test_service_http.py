@@ -54,7 +54,7 @@ def test_bad_requests_get_their_4xx_and_one_line_and_the_server_keeps_serving(se
     noface = _upload(http, plain)[0]
     prep = http.post("/v1/jobs", json={"kind": "prepare", "params": {"photos": [up, noface], "retouch": False}}).json()
     running = http.post("/v1/jobs", json={"kind": "train", "params": {
-        "photos": [up], "name": "dora", "base_model": str(tiny_sd_dir), "resolution": 64, "steps": 5000}}).json()
+        "photos": [up], "name": "dora", "base_model": str(tiny_sd_dir), "size": 64, "steps": 5000}}).json()
 
     base = {"photos": [up], "name": "x", "base_model": str(tiny_sd_dir)}
     nobody = {"Authorization": ""}
@@ -91,8 +91,8 @@ def test_bad_requests_get_their_4xx_and_one_line_and_the_server_keeps_serving(se
          "expected an integer"),
         ("wrong type: retouch", "POST", "/v1/jobs", {"json": {"kind": "train", "params": {**base, "retouch": [1]}}}, 422,
          "true/false"),
-        ("out of range", "POST", "/v1/jobs", {"json": {"kind": "train", "params": {**base, "resolution": 60}}}, 422,
-         "multiple of 8"),
+        ("out of range", "POST", "/v1/jobs", {"json": {"kind": "train", "params": {**base, "size": 60}}}, 422,
+         "size must be multiples of 8"),
         ("../ identity name", "POST", "/v1/jobs", {"json": {"kind": "train", "params": {**base, "name": "../../evil"}}},
          422, "invalid name"),
         ("../ person", "POST", "/v1/jobs", {"json": {"kind": "generate", "params": {"person": "../identities/x"}}}, 422,
@@ -163,7 +163,7 @@ def test_bad_requests_get_their_4xx_and_one_line_and_the_server_keeps_serving(se
 def test_idempotent_resubmission_and_cancel_of_a_queued_and_a_running_job(server, http, faces_dir, tiny_sd_dir):
     up = _upload(http, faces_dir / "obama" / "obama_2012_official_portrait.jpg")
     train = {"kind": "train", "params": {"photos": up, "name": "carol", "base_model": str(tiny_sd_dir),
-                                         "resolution": 64, "steps": 5000, "retouch": False}}
+                                         "size": 64, "steps": 5000, "retouch": False}}
     first = http.post("/v1/jobs", json=train, headers={"Idempotency-Key": "train-carol-1"})
     again = http.post("/v1/jobs", json=train, headers={"Idempotency-Key": "train-carol-1"})
     assert first.status_code == again.status_code == 202
@@ -180,8 +180,8 @@ def test_idempotent_resubmission_and_cancel_of_a_queued_and_a_running_job(server
     cancelled = http.delete(f"/v1/jobs/{gen['id']}")
     assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
 
-    # the job runs in a worker process; cancelling stops it at its next progress step (here: the next photo)
-    wait_for(lambda: http.get(f"/v1/jobs/{job_id}").json()["message"].startswith("prepare"), 300, 0.05,
+    # the job runs in a worker process; cancelling stops it at its next progress step (a photo or a training step)
+    wait_for(lambda: http.get(f"/v1/jobs/{job_id}").json()["message"] != "", 300, 0.05,
              "the job's first progress step")
     worker_pid = next(w["pid"] for w in http.get("/v1/health").json()["workers"] if w["job"] == job_id)
     stop = http.delete(f"/v1/jobs/{job_id}")

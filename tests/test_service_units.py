@@ -213,7 +213,7 @@ def test_params_are_validated_against_the_verbs_signatures(store, uploads, setti
         ("nope", {}, 422, "unknown job kind"),
         ("train", {"photos": [up], "name": "a", "stepz": 3}, 422, "unknown param 'stepz'"),
         ("train", {"photos": [up], "name": "a", "output": "/tmp/x"}, 422, "unknown param 'output'"),
-        ("train", {"photos": [up], "name": "a", "config_file": "/etc/passwd"}, 422, "unknown param 'config_file'"),
+        ("train", {"photos": [up], "name": "a", "config": "/etc/passwd"}, 422, "unknown param 'config'"),
         ("train", {"photos": [up], "name": "a", "steps": "many"}, 422, "expected an integer"),
         ("train", {"photos": [up], "name": "a", "steps": 0}, 422, "at least 1"),
         ("train", {"photos": [up], "name": "../evil"}, 422, "invalid name"),

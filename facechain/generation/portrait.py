@@ -165,14 +165,12 @@ class PortraitGenerator:
             seeds = list(request.seeds)
             bar = progress.task("portraits", total=len(seeds), unit="image")
             face_adapter = self.fact.applied_to(pipe) if self.fact is not None else contextlib.nullcontext()
-            with face_adapter, progress_task("portraits", total=len(seeds), unit="img") as events:
-                self._denoise_batches(pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar,
-                                      events)
+            with face_adapter:
+                self._denoise_batches(pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar)
             bar.close()
         return images
 
-    def _denoise_batches(self, pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar,
-                         events) -> None:
+    def _denoise_batches(self, pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar) -> None:
         """Seeded batches through the pipeline (latents out), each VAE-decoded into ``images``."""
         device = pipe._execution_device
         for start in range(0, len(seeds), max(1, request.batch_size)):

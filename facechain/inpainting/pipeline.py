@@ -39,7 +39,6 @@ from PIL import Image
 
 from .. import progress
 from ..identity import Identity
-from ..progress import task as progress_task
 from ..types import Face
 from ..generation.portrait import decode_latents
 from ..postprocess.fusion import FaceFuser
@@ -290,7 +289,6 @@ class TemplatePortraitPipeline:
             results.append(FaceResult(job, crop, stage1, warp, pose_image, canny_image, ranked,
                                       None if fact is None else fact.metadata()))
         bar.close()
-        events.close()
         portraits = [self.paste(template, results, k) for k in range(num_images)]
         return InpaintOutcome(portraits, results, list(self.warnings), dict(self.timings))
 

@@ -28,7 +28,6 @@ from ..config import config_to_dict, load_config
 from ..errors import FacechainError, NoUsablePhotosError
 from ..image_io import list_images, save_png
 from ..perception import FaceAnalyzer
-from ..progress import task as progress_task
 from ..types import Rejection
 from .components import PrepareComponents, StepTimer
 from .config import PrepareConfig

@@ -45,7 +45,7 @@ def run_prepare(ctx: "RunContext") -> dict[str, Any]:
     if done is None:
         photos = ctx.inputs(params.pop("photos"), "photos")
         out = ctx.fresh_output()
-        prepare(photos, out, progress=False, **params)
+        prepare(photos, out, quiet=True, **params)
         done = ctx.publish(out)
     return prepared_result(done)
 
@@ -98,7 +98,7 @@ def run_train(ctx: "RunContext") -> dict[str, Any]:
         photos = ctx.inputs(params.pop("photos"), "photos")
         resume = ctx.attempt > 1 and latest_checkpoint(work_dir_for(output)) is not None
         with _discard_on_cancel(work_dir_for(output)):
-            train(photos, name=name, output=output, resume=resume, progress=False, **params)
+            train(photos, name=name, output=output, resume=resume, quiet=True, **params)
     manifest = json.loads((output / MANIFEST).read_text())
     return folder_result(output, recursive=False, identity=name, trigger_word=manifest.get("trigger_word"),
                          resumed_from_step=(manifest.get("training") or {}).get("resumed_from_step"))
@@ -146,7 +146,7 @@ def run_train_style(ctx: "RunContext") -> dict[str, Any]:
             image.with_suffix(".txt").write_text(str(text), encoding="utf-8")
         resume = ctx.attempt > 1 and latest_checkpoint(work_dir_for(output)) is not None
         with _discard_on_cancel(work_dir_for(output)):
-            train_style(images[0].parent, name=name, output=output, resume=resume, progress=False, **params)
+            train_style(images[0].parent, name=name, output=output, resume=resume, quiet=True, **params)
     # the style becomes usable by name (GET /v1/styles, generate style=NAME) like a user style file
     installed = user_styles_dir() / f"{name}.yaml"
     if not installed.exists():
@@ -175,7 +175,7 @@ def run_generate(ctx: "RunContext") -> dict[str, Any]:
         if params.get("pose"):
             params["pose"] = str(ctx.inputs([params["pose"]], "pose")[0])
         out = ctx.fresh_output()
-        generate(params.pop("person", None), params.pop("style", None), output=str(out), progress=False, **params)
+        generate(params.pop("person", None), params.pop("style", None), output=str(out), quiet=True, **params)
         done = ctx.publish(out)
     summary = json.loads((done / "portraits.json").read_text())
     sims = [p.get("similarity") for p in summary.get("portraits", []) if p.get("similarity") is not None]
@@ -204,7 +204,7 @@ def run_inpaint(ctx: "RunContext") -> dict[str, Any]:
             params["photo"] = ctx.inputs(params["photo"], "photo")
         out = ctx.fresh_output()
         out.mkdir(parents=True)
-        inpaint(template, params.pop("person", None), output=out, progress=False, **params)
+        inpaint(template, params.pop("person", None), output=out, quiet=True, **params)
         done = ctx.publish(out)
     summary = json.loads((done / "inpaint.json").read_text())
     images = [r.get("file") for run in summary.get("runs", []) for r in run.get("images", [])]

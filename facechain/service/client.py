@@ -47,24 +47,10 @@ class JobFailedError(FacechainError):
 
 
 def load_portraits(folder: Path):
-    """A saved portraits folder as the library's result type.
+    """A saved portraits folder as the library's result type (:class:`facechain.results.Portraits`)."""
+    from ..results import Portraits
 
-    The one place that knows the type: it becomes ``Portraits.load(folder)`` when the library has it.
-    """
-    from PIL import Image
-
-    from ..generation.results import Portrait, PortraitSet
-
-    data = json.loads((folder / "portraits.json").read_text())
-    portraits = []
-    for meta in data.get("portraits", []):
-        path = folder / meta["file"]
-        with Image.open(path) as im:
-            image = im.convert("RGB")
-        portraits.append(Portrait(image, meta.get("similarity"), bool(meta.get("ok")), meta.get("reason"),
-                                  int(meta.get("seed", 0)), meta, path=path))
-    return PortraitSet(portraits, data.get("settings", {}), data.get("warnings", []), data.get("timings", {}),
-                       output_dir=folder)
+    return Portraits.load(folder)
 
 
 class Client:

@@ -37,7 +37,7 @@ Device = Literal["gpu", "cpu"]
 ParamRole = Literal["upload", "uploads", "identity", "identities", "style", "model", "name"]
 
 #: Never from a client: the service decides where outputs go and how a verb reports progress.
-RESERVED = frozenset({"output", "overwrite", "resume", "progress", "config_file", "analyzer", "store", "pipeline", "quiet"})
+RESERVED = frozenset({"output", "overwrite", "resume", "progress", "config", "cache", "analyzer", "store", "pipeline", "quiet"})
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # identity / style / LoRA names (no path can hide in one)
 
 
@@ -182,6 +182,14 @@ def validate(kind_name: object, params: object, ctx: ValidationContext) -> tuple
             continue
         role = kind.roles.get(name)
         sub.params[name] = _check_role(ctx, kind, name, value, role, sub) if role else _typed(name, value, known[name])
+    from .. import options  # the shared vocabulary's rules (ranges, sizes, choices, "did you mean")
+
+    try:
+        with options.python_door():  # HTTP params are the Python keywords
+            options.validate({k: v for k, v in sub.params.items() if kind.roles.get(k) is None},
+                             square_size=kind.name in ("prepare", "train", "train_style", "inpaint"))
+    except FacechainError as e:
+        raise ServiceError(422, str(e)) from None
     if kind.config is not None:  # the config's own rules (ranges, choices) on the config fields given
         cls = _resolve(kind.config)
         fields = {f.name for f in dataclasses.fields(cls)}

@@ -11,7 +11,6 @@ so training stays exactly reproducible.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np

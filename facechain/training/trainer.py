@@ -38,7 +38,6 @@ from ..config import config_to_dict
 from ..diffusion.device import native_bf16, resolve_device, training_dtype
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError
-from ..progress import task as progress_task
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .components import SDComponents
 from .config import RESUME_KEYS, TrainConfig
@@ -464,13 +463,11 @@ class LoraTrainer:
                         bar.update(1, message=f"loss {loss:.4f}")
                     if self.on_step is not None:
                         self.on_step(self.state.step, loss)
-                    events.update(1, message=f"loss {loss:.4f}")
                     if flag["stop"]:
                         saved = self.save_checkpoint() if self.work_dir else None
                         raise TrainingInterrupted(self.state.step, self.total_steps, saved)
                     if self.work_dir and every > 0 and self.state.step % every == 0 and self.state.step < self.total_steps:
                         self.save_checkpoint()
-            events.close()
         finally:
             if logf is not None:
                 logf.close()
