@@ -27,7 +27,7 @@ def _short(ref: str | None, width: int = 52) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..paths import user_styles_dir
-    from ..styles import download_style_models, find_style, style_status
+    from ..styles import download_style_models, find_style, scan_styles, style_status
 
     if args.action == "download":
         if not args.names:
@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
             print()
         return 0
     rows = style_status()
+    broken = scan_styles()[1]  # a broken user style is listed with its reason, never hides the others
     if args.json:
-        print(json.dumps([r.to_json() for r in rows], indent=2))
+        print(json.dumps([r.to_json() for r in rows] + [{"name": b.name, "path": str(b.path), "origin": "user",
+                                                          "broken": b.reason, "ready": False} for b in broken], indent=2))
         return 0
     status = lambda present: "-" if present is None else ("present" if present else "missing")  # noqa: E731
     nw = max(len(r.style.name) for r in rows)
@@ -60,5 +62,7 @@ def run(args: argparse.Namespace) -> int:
         lora = "" if r.style.prompt_only else "  +  " + _short(r.style.style_lora)
         print(f"{r.style.name:<{nw}}  {kind:<11}  {status(r.base_present):<8}  {status(r.lora_present):<8}  {r.style.origin:<7}  "
               f"{_short(base)}{lora}")
+    for b in broken:
+        print(f"{b.name:<{nw}}  BROKEN: {b.path}: {b.reason}")
     print(f"\n{len(rows)} styles; add your own as YAML files in {user_styles_dir()} (see docs/generate.md)")
     return 0

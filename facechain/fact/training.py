@@ -30,10 +30,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_directory, check_destination
+from ..atomic import atomic_directory
 from ..config import config_to_dict, load_config
 from ..errors import InputError, TrainingError
+from ..locking import output_lock
+from ..outputs import OutputKind, announce, check_output, check_work_dir, claim_work_dir, guard_inputs, remove_work_dir
+from ..textfiles import read_json
 from ..types import Rejection
+from ..weight_files import load_tensor_pickle
 from .adapter import FaceTokenRouting, FactAdapter, install_adapter
 from .config import ADAPTER_FILE, ENCODER_FILE, MANIFEST_FILE, AdapterTrainConfig
 from .data import AdapterDataset, build_dataset, person_folders
@@ -194,11 +198,13 @@ class AdapterTrainer:
         from .checkpoint import MappingReport, load_into, read_ours
 
         try:
-            info = json.loads((folder / "state.json").read_text())
+            info = read_json(folder / "state.json", dict, "checkpoint state")
             state, _, _ = read_ours(folder / ADAPTER_FILE, "adapter")
-            opt = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise InputError(folder, f"unreadable checkpoint ({str(e).splitlines()[0][:160]}); delete it to start over") from None
+            opt = load_tensor_pickle(folder / "training_state.pt")
+            if not isinstance(opt, dict) or "optimizer" not in opt or not isinstance(info.get("step"), int):
+                raise InputError(folder, "not a facechain FACT checkpoint")
+        except InputError as e:
+            raise InputError(e.path, f"{e.reason}; unusable checkpoint: train without --resume to start over") from None
         if info.get("settings") != self._settings():
             changed = sorted(k for k in self._settings() if info.get("settings", {}).get(k) != self._settings()[k])
             raise InputError(folder, f"checkpoint was made with other settings ({', '.join(changed)}); train without resume")
@@ -290,6 +296,9 @@ def _initial_adapter(cfg: AdapterTrainConfig, unet, encoder: FaceEncoder) -> Fac
     return adapter
 
 
+FACT_ADAPTER = OutputKind("FACT adapter folder", (MANIFEST_FILE,))
+
+
 def train_adapter(
     dataset: Path | str,
     output: Path | str | None = None,
@@ -318,8 +327,6 @@ def train_adapter(
     analyzer=None,
 ) -> AdapterTrainResult:
     """Train a FACT adapter on ``dataset`` (one sub-folder of photos per person); see the module doc."""
-    from ..diffusion.device import resolve_device, resolve_dtype
-
     overrides = dict(base_model=base_model, face_encoder=face_encoder, adapter_init=adapter_init, variant=variant,
                      resolution=resolution, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                      fair_weight=fair_weight, shuffle_prob=shuffle_prob, drop_prob=drop_prob, caption=caption,
@@ -329,17 +336,27 @@ def train_adapter(
     dataset = Path(dataset)
     person_folders(dataset)  # a missing or empty dataset fails before anything is loaded
     output = Path(output) if output else default_output(dataset)
-    if not resume:
-        check_destination(output, overwrite)  # fail before any heavy work
     work = output.with_name(output.name + ".work")
+    # fail before any heavy work: not onto the dataset, over someone else's folder, or on a read-only disk
+    note = check_output(output, FACT_ADAPTER, inputs=[dataset, config], overwrite=overwrite or resume)
+    guard_inputs(work, [dataset])
+    with output_lock(output):
+        return _train_adapter_locked(cfg, dataset, output, work, note, resume, overwrite, progress, analyzer)
+
+
+def _train_adapter_locked(cfg: AdapterTrainConfig, dataset: Path, output: Path, work: Path, note: str | None,
+                          resume: bool, overwrite: bool, progress: bool, analyzer) -> AdapterTrainResult:
+    from ..diffusion.device import resolve_device, resolve_dtype
+
+    check_work_dir(work)  # a <output>.work the user made is never reused or removed
     start_from = None
     if resume:
         found = checkpoints(work)
         if not found:
             raise InputError(work, "no checkpoint to resume from (train without --resume)")
         start_from = found[-1]
-    elif work.exists():
-        shutil.rmtree(work)
+    else:
+        claim_work_dir(work, output)
 
     dev = resolve_device(cfg.device)
     dt = resolve_dtype(dev, cfg.dtype)
@@ -373,11 +390,12 @@ def train_adapter(
     }
     from .checkpoint import save_safetensors
 
+    announce(note)
     with atomic_directory(output, overwrite=overwrite or resume) as tmp:
         save_safetensors(tmp / ADAPTER_FILE, adapter, adapter.config, "adapter", {"base_model": cfg.base_model})
         save_safetensors(tmp / ENCODER_FILE, encoder, encoder.config, "encoder")
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
         if (work / LOG_FILE).exists():
             shutil.copy2(work / LOG_FILE, tmp / LOG_FILE)
-    shutil.rmtree(work, ignore_errors=True)
+    remove_work_dir(work)
     return AdapterTrainResult(output, trainer.step, final, people, data.rejections)

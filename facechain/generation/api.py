@@ -28,6 +28,7 @@ from ..errors import ConfigError, FacechainError, InputError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image
 from ..models.registry import DEFAULT_BASE_MODEL, MODELS
+from ..outputs import check_output
 from ..models.store import ModelStore, default_store
 from ..postprocess.fusion import FUSION_BACKENDS
 from ..styles import Style, parse_size, resolve_style, resolve_style_lora
@@ -61,7 +62,7 @@ def default_output_dir(style_name: str, root: Path | str = "outputs") -> Path:
     return cand
 
 
-def _check(cfg: GenerateConfig) -> None:
+def _check(cfg: GenerateConfig, config_file: str | Path | None = None) -> None:
     if cfg.num_images < 1:
         raise ConfigError(f"--num-images must be at least 1, got {cfg.num_images}")
     if cfg.batch_size < 1:
@@ -87,6 +88,10 @@ def _check(cfg: GenerateConfig) -> None:
     out = Path(cfg.output) if cfg.output else None
     if out is not None and out.exists() and (out.is_file() or any(out.iterdir())):
         raise InputError(out, "already exists and is not empty; facechain never overwrites portraits, choose another --output")
+    if cfg.output:  # before any model loads: not on an input, not over a folder, writable, room for the PNGs
+        w, h = parse_size(cfg.size, "--size") if cfg.size else (512, 512)
+        check_output(cfg.output, inputs=[cfg.person, *(cfg.photo or []), cfg.pose, cfg.face_lora, cfg.style_lora,
+                                         cfg.style, config_file], need_bytes=cfg.num_images * w * h * 3 // 2)
 
 
 def _pose_condition(pose: str | Path | np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -274,7 +279,7 @@ def generate(
         overrides["pose"] = pose = str(pose)
     cfg = load_config(GenerateConfig, "generate", config_file, overrides)
     pose = cfg.pose if pose is None else pose
-    _check(cfg)
+    _check(cfg, config_file)
     store = store or default_store()
 
     # 1. who, which look, which models; 2. the (cached, LoRA-fused) pipelines

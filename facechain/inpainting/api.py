@@ -25,6 +25,8 @@ from ..config import config_to_dict, load_config
 from ..errors import ConfigError, FacechainError, InputError, OutputExistsError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
+from ..locking import output_lock
+from ..outputs import check_file_output, check_output, new_files_removed_on_failure
 from .config import InpaintConfig
 from .template_faces import TemplateFace, draw_numbered_faces, find_template_faces
 
@@ -90,11 +92,13 @@ def template_faces(
     cfg = _config(config_file, {"min_face_size": min_face_size})
     path = Path(template)
     image = load_image(path)
-    faces = _find_faces(image, cfg, analyzer)
     out: Path | None = None
     if preview:
         out = Path(f"{path.stem}.faces.png") if preview is True else Path(preview)
         _check_preview_destination(out, overwrite)
+        check_file_output(out, inputs=[path, config_file])  # before detection: not on the photo, writable
+    faces = _find_faces(image, cfg, analyzer)
+    if out is not None:
         save_png(out, draw_numbered_faces(image, faces, cfg.min_face_size), text={PREVIEW_MARKER: str(path)})
     return TemplateFacesReport(path, (image.shape[1], image.shape[0]), faces, cfg.min_face_size, out)
 
@@ -191,6 +195,8 @@ def inpaint(
                              "into one face; give one --face-index (or use --person for several faces)")
     identities = [] if photos else _resolve_people(person)
     image = load_image(template_path)
+    check_output(out_dir, append=True, need_bytes=(cfg.num_images + 1) * image.nbytes // 2,  # before the sampling
+                 inputs=[template_path, *photos, *(i.path for i in identities), config_file])
     analyzer = analyzer or (pipeline.analyzer if pipeline is not None else None) or _default_analyzer()
     faces = _find_faces(image, cfg, analyzer)
     targets = assign_faces(faces, len(identities) or 1, indices, cfg.min_face_size, template_path)
@@ -210,15 +216,17 @@ def inpaint(
     outcome = pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed, progress=progress)
     warnings = list(dict.fromkeys(warnings + outcome.warnings))
 
-    # 3. outputs with metadata; never overwrite
+    # 3. outputs with metadata; never overwrite (numbers and summary re-read under the lock: another run may have saved)
     run = _run_record(template_path, image, [j.name for j in jobs], targets, cfg, str(base), outcome, warnings)
-    paths, records = _save_portraits(out_dir, first_number, outcome, run)
-    run["images"] = records
-    if cfg.save_intermediates:
-        run["intermediates"] = str(_save_intermediates(out_dir, first_number, outcome))
-    runs.append(run)
-    summary = out_dir / SUMMARY
-    atomic_write_text(summary, json.dumps({"runs": runs}, indent=2))
+    with output_lock(out_dir), new_files_removed_on_failure(out_dir, "[0-9]*.png", "steps-*"):
+        runs, first_number = _read_summary(out_dir), _next_number(out_dir)
+        paths, records = _save_portraits(out_dir, first_number, outcome, run)
+        run["images"] = records
+        if cfg.save_intermediates:
+            run["intermediates"] = str(_save_intermediates(out_dir, first_number, outcome))
+        runs.append(run)
+        summary = out_dir / SUMMARY
+        atomic_write_text(summary, json.dumps({"runs": runs}, indent=2))
     return InpaintResult(out_dir, paths, records, summary, warnings, outcome)
 
 
@@ -293,6 +301,8 @@ def _config(config_file, overrides: dict[str, Any], base: InpaintConfig | None =
         (cfg.steps >= 1, "steps must be at least 1"),
         (64 <= cfg.resolution <= 2048 and cfg.resolution % 8 == 0, "resolution must be a multiple of 8 between 64 and 2048"),
         (0.0 < cfg.strength <= 1.0, "strength must be in (0, 1]"),
+        (int(cfg.steps * cfg.strength) >= 1, f"steps x strength must leave at least one denoising step "
+                                              f"({cfg.steps} x {cfg.strength:g} leaves none); raise --steps"),
         (0.05 <= cfg.crop_face_share <= 0.9, "crop_face_share must be between 0.05 and 0.9"),
         (cfg.min_face_size >= 8, "min_face_size must be at least 8 px"),
         (cfg.mask_dilate >= 0 and cfg.mask_feather >= 0, "mask_dilate and mask_feather must not be negative"),

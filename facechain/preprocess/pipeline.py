@@ -24,10 +24,12 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_directory, atomic_write_text, check_destination
+from ..atomic import atomic_directory, atomic_write_text
 from ..config import config_to_dict, load_config
-from ..errors import FacechainError, NoUsablePhotosError
+from ..errors import FacechainError, InputError, NoUsablePhotosError, translate
 from ..image_io import list_images, save_png
+from ..locking import output_lock
+from ..outputs import OutputKind, announce, check_output
 from ..perception import FaceAnalyzer
 from ..types import Rejection
 from .components import PrepareComponents, StepTimer
@@ -39,6 +41,9 @@ from .selection import Selection, select
 __all__ = ["prepare", "PrepareResult", "PrepareConfig", "AcceptedPhoto"]
 
 log = logging.getLogger(__name__)
+
+#: What ``--overwrite`` may replace: a folder this verb wrote.
+PREPARED_FOLDER = OutputKind("prepared folder", (REPORT, METADATA))
 
 
 def prepare(
@@ -65,26 +70,35 @@ def prepare(
     """
     cfg = load_config(PrepareConfig, "prepare", config_file, {"trigger": trigger, "retouch": retouch, **overrides})
     output = Path(output)
-    check_destination(output, overwrite)  # fail before the slow part
     inputs = [photos] if isinstance(photos, (str, Path)) else list(photos)
+    if not inputs:
+        raise InputError("photos", "no photos given")
+    for p in map(Path, inputs):
+        if not p.exists():
+            raise InputError(p, "not found")
     paths = list_images(inputs)
     if not paths:
         raise NoUsablePhotosError(f"no image files found in {', '.join(map(str, inputs)) or 'the input'}")
+    # fail before the slow part: an output on an input, someone else's folder, a read-only or full disk
+    note = check_output(output, PREPARED_FOLDER, inputs=[*inputs, config_file], overwrite=overwrite,
+                        need_bytes=(len(paths) + 1) * cfg.resolution ** 2 * 3 // 2)
 
-    components = PrepareComponents.from_config(cfg, analyzer)
-    timer = StepTimer()
-    processed, rejected = _process_all(paths, cfg, components, timer, progress)
+    with output_lock(output):
+        components = PrepareComponents.from_config(cfg, analyzer)
+        timer = StepTimer()
+        processed, rejected = _process_all(paths, cfg, components, timer, progress)
 
-    with timer("selection"):
-        selection, outliers = select(processed, components.analyzer, cfg.identity_threshold, cfg.trigger)
-        order = {p: i for i, p in enumerate(paths)}
-        rejected = sorted(rejected + outliers, key=lambda r: order.get(Path(r.source), len(order)))
-    if selection is None:
-        raise NoUsablePhotosError(_nothing_usable(len(paths), rejected))
-    if not selection.template_checked:
-        log.warning("no template crop has exactly one detectable face; using the best-quality one")
+        with timer("selection"):
+            selection, outliers = select(processed, components.analyzer, cfg.identity_threshold, cfg.trigger)
+            order = {p: i for i, p in enumerate(paths)}
+            rejected = sorted(rejected + outliers, key=lambda r: order.get(Path(r.source), len(order)))
+        if selection is None:
+            raise NoUsablePhotosError(_nothing_usable(len(paths), rejected))
+        if not selection.template_checked:
+            log.warning("no template crop has exactly one detectable face; using the best-quality one")
 
-    return _write(output, overwrite, cfg, selection, rejected, timer)
+        announce(note)
+        return _write(output, overwrite, cfg, selection, rejected, timer)
 
 
 def _process_all(paths: list[Path], cfg: PrepareConfig, comp: PrepareComponents, timer: StepTimer, progress: bool) -> tuple[list[ProcessedPhoto], list[Rejection]]:
@@ -100,9 +114,12 @@ def _process_all(paths: list[Path], cfg: PrepareConfig, comp: PrepareComponents,
         except FacechainError:
             raise  # a missing model or bad setting concerns every photo: stop
         except Exception as e:  # one odd photo must not end the run
-            log.warning("%s: processing failed", path, exc_info=True)
+            known = translate(e, path)
+            if known is None:  # a bug worth a traceback in the log (with --verbose)
+                log.info("%s: processing failed", path, exc_info=True)
             first = (str(e).splitlines() or [""])[0]
-            rejected.append(Rejection(path, f"could not be processed ({type(e).__name__}: {first})"))
+            reason = known.reason if isinstance(known, InputError) else f"could not be processed ({type(e).__name__}: {first})"
+            rejected.append(Rejection(path, reason))
     return processed, rejected
 
 

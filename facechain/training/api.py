@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .. import __version__
-from ..atomic import atomic_directory, atomic_write_text, check_destination
+from ..atomic import atomic_directory, atomic_write_text
 from ..config import config_to_dict, load_config
 from ..errors import InputError
-from ..identity import LORA_FILE, Identity
+from ..identity import LORA_FILE, MANIFEST, Identity
+from ..locking import output_lock
+from ..outputs import OutputKind, check_output, check_work_dir, claim_work_dir, guard_inputs, remove_work_dir
 from ..paths import facechain_home, identities_dir
 from .checkpoint import latest_checkpoint
 from .components import BaseModelInfo, load_components, resolve_base_model
@@ -44,6 +46,7 @@ from .trainer import LOG_FILE, LoraTrainer, TrainOutcome, resolve_precision
 log = logging.getLogger(__name__)
 
 PathsLike = str | Path | Sequence[str | Path]
+IDENTITY = OutputKind("identity", (MANIFEST,))  # what --overwrite may replace
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -79,6 +82,13 @@ def check_name(name: str) -> str:
     return name
 
 
+def _local(reference: str | None) -> Path | None:
+    """A model reference that is a local path (an output must not land on it), else None."""
+    if reference and Path(reference).expanduser().exists():
+        return Path(reference).expanduser()
+    return None
+
+
 def work_dir_for(output: Path) -> Path:
     """Checkpoints and the prepared dataset of an unfinished run: ``<output>.work`` beside the output."""
     return output.with_name(output.name + ".work")
@@ -88,19 +98,19 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _start_work(work: Path, resume: bool, progress: bool) -> Path | None:
-    """The checkpoint to resume from (``resume``), or a clean work folder."""
+def _start_work(work: Path, output: Path, resume: bool, progress: bool) -> Path | None:
+    """The checkpoint to resume from (``resume``), or a clean work folder (only ever one facechain made)."""
+    check_work_dir(work)  # a <output>.work the user made is never reused or removed
     if resume:
         ckpt = latest_checkpoint(work)
         if ckpt is None:
             raise InputError(work, "no checkpoint to resume from (train without --resume)")
         _say(progress, f"resuming from {ckpt}")
         return ckpt
-    if work.exists():
-        if latest_checkpoint(work) is not None:
-            _say(progress, f"starting over: removing the checkpoints of an unfinished run in {work} "
-                           "(pass --resume to continue it instead)")
-        shutil.rmtree(work)
+    if work.exists() and latest_checkpoint(work) is not None:
+        _say(progress, f"starting over: removing the checkpoints of an unfinished run in {work} "
+                       "(pass --resume to continue it instead)")
+    claim_work_dir(work, output)
     return None
 
 
@@ -111,7 +121,7 @@ def _work_folder_kept_only_if_resumable(work: Path) -> Iterator[None]:
         yield
     except BaseException:
         if work.exists() and latest_checkpoint(work) is None:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_work_dir(work)
         raise
 
 
@@ -188,25 +198,31 @@ def train(
             raise InputError(stray[0], "a prepared dataset must be given alone (not mixed with photos)")
     name = check_name(name or default_name(inputs))
     output = Path(output).expanduser() if output else identities_dir() / name
-    check_destination(output, overwrite)  # before any heavy work
     work = work_dir_for(output)
+    # before any heavy work: never onto the photos, over someone else's folder, or on a read-only disk
+    note = check_output(output, IDENTITY, inputs=[*inputs, config_file, _local(cfg.base_model)],
+                        overwrite=overwrite)
+    guard_inputs(work, inputs)
 
     base = resolve_base_model(cfg.base_model)  # a missing model fails here, in one line
-    resume_from = _start_work(work, resume, progress)
-    with _work_folder_kept_only_if_resumable(work):
-        if prepared is None:
-            prepared = _prepare_photos(inputs, work / "dataset", resume=resume, config_file=config_file,
-                                       trigger=trigger, retouch=retouch, progress=progress, analyzer=analyzer)
-        elif trigger is not None or retouch is not None:
-            log.warning("%s is already prepared: --trigger/--no-retouch are ignored", prepared)
-        data = read_prepared(prepared)
+    with output_lock(output):  # a second run into the same output fails at once
+        resume_from = _start_work(work, output, resume, progress)
+        with _work_folder_kept_only_if_resumable(work):
+            if prepared is None:
+                prepared = _prepare_photos(inputs, work / "dataset", resume=resume, config_file=config_file,
+                                           trigger=trigger, retouch=retouch, progress=progress, analyzer=analyzer)
+            elif trigger is not None or retouch is not None:
+                log.warning("%s is already prepared: --trigger/--no-retouch are ignored", prepared)
+            data = read_prepared(prepared)
 
-        trainer = _load_trainer(base, data.examples, cfg, work, progress)
-        _say(progress, f"training '{name}': {trainer.describe()}")
-        outcome = trainer.train(resume_from=resume_from)
+            trainer = _load_trainer(base, data.examples, cfg, work, progress)
+            _say(progress, f"training '{name}': {trainer.describe()}")
+            outcome = trainer.train(resume_from=resume_from)
 
-        identity = _write_identity(output, overwrite, name, base, data, cfg, trainer, outcome, work)
-    shutil.rmtree(work, ignore_errors=True)
+            if note:
+                _say(progress, note)
+            identity = _write_identity(output, overwrite, name, base, data, cfg, trainer, outcome, work)
+        remove_work_dir(work)
     _say(progress, f"identity '{name}' saved in {output} (final loss {outcome.final_loss:.4f}, "
                    f"{outcome.steps} steps in {outcome.seconds:.0f} s)")
     return identity
@@ -238,6 +254,7 @@ def _write_identity(output: Path, overwrite: bool, name: str, base: BaseModelInf
 
 STYLE_MANIFEST = "facechain_lora.json"
 STYLE_SNIPPET = "style.yaml"
+STYLE_LORA = OutputKind("style LoRA folder", (STYLE_MANIFEST,))
 
 
 @dataclass
@@ -311,16 +328,20 @@ def train_style(
     examples = read_captioned_folder(folder)
     name = check_name(name or default_name([folder]))
     output = Path(output).expanduser() if output else facechain_home() / "loras" / name
-    check_destination(output, overwrite)
     work = work_dir_for(output)
+    note = check_output(output, STYLE_LORA, inputs=[folder, config_file, _local(cfg.base_model)], overwrite=overwrite)
+    guard_inputs(work, [folder])
     base = resolve_base_model(cfg.base_model)
-    resume_from = _start_work(work, resume, progress)
-    with _work_folder_kept_only_if_resumable(work):
-        trainer = _load_trainer(base, examples, cfg, work, progress)
-        _say(progress, f"training style '{name}': {trainer.describe()}")
-        outcome = trainer.train(resume_from=resume_from)
-        prompt = _write_style_lora(output, overwrite, name, folder, examples, base, cfg, trainer, outcome, work)
-    shutil.rmtree(work, ignore_errors=True)
+    with output_lock(output):
+        resume_from = _start_work(work, output, resume, progress)
+        with _work_folder_kept_only_if_resumable(work):
+            trainer = _load_trainer(base, examples, cfg, work, progress)
+            _say(progress, f"training style '{name}': {trainer.describe()}")
+            outcome = trainer.train(resume_from=resume_from)
+            if note:
+                _say(progress, note)
+            prompt = _write_style_lora(output, overwrite, name, folder, examples, base, cfg, trainer, outcome, work)
+        remove_work_dir(work)
     _say(progress, f"style LoRA '{name}' saved in {output}; style definition: {output / STYLE_SNIPPET}")
     return StyleLora(name, output, base.reference, prompt, outcome)
 

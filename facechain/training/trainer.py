@@ -420,7 +420,7 @@ class LoraTrainer:
         path = self.work_dir / LOG_FILE
         kept = []
         if self.state.step and path.exists():
-            for line in path.read_text().splitlines():
+            for line in path.read_bytes().decode("utf-8", "replace").splitlines():  # a damaged line is dropped
                 with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
                     if int(json.loads(line)["step"]) <= self.state.step:
                         kept.append(line)
