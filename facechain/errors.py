@@ -107,6 +107,7 @@ _OS_REASONS = {
 }
 #: Errors that mean "this location cannot take our output" (as opposed to a bad input file).
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO})
+_GENERIC_WEIGHTS_REASON = "cannot load the weights in it (missing, truncated or corrupt file)"
 _NO_SPACE_TEXT = ("no space left on device", "os error 28", "disk quota exceeded", "os error 122")
 
 
@@ -174,7 +175,7 @@ def _reason(exc: BaseException) -> str | None:
         if exc.errno is not None and exc.strerror:
             return exc.strerror[:1].lower() + exc.strerror[1:]
         if "unable to load weights" in low or "error no file named" in low:
-            return "cannot load the weights in it (missing, truncated or corrupt file)"
+            return _GENERIC_WEIGHTS_REASON
     return None
 
 
@@ -191,9 +192,10 @@ def translate(exc: BaseException, path: object = None, *, output: bool = False) 
 
     Recognises PIL (decompression bombs, unknown formats), safetensors, torch pickles, YAML, JSON,
     text that is not UTF-8, and OS errors (full disk, read-only, permissions, ...), also when a
-    library re-raised them as something else. ``path`` names the file (an OS error's own file name
-    wins when ``path`` is None); ``output=True`` makes it an :class:`OutputError` (a location we
-    write to). Out-of-memory becomes a :class:`ResourceError`. Anything else: ``None`` (a bug).
+    library re-raised them as something else. The file named is the one an OS error names (the most
+    precise), else ``path``; with ``output=True`` (a location we write to, whose temporary files
+    mean nothing to the user) it is ``path``, as an :class:`OutputError`. Out-of-memory becomes a
+    :class:`ResourceError`. Anything else: ``None`` (a bug).
     """
     if isinstance(exc, FacechainError):
         return exc
@@ -201,18 +203,19 @@ def translate(exc: BaseException, path: object = None, *, output: bool = False) 
         if isinstance(e, MemoryError) or _is(e, "torch", "OutOfMemoryError"):
             where = "GPU memory" if _is(e, "torch", "OutOfMemoryError") else "memory"
             return ResourceError(f"out of {where}; try a smaller --size, --batch-size 1, --cpu-offload or --device cpu")
-    for e in _chain(exc):
-        reason = _reason(e)
-        if reason is None:
-            continue
-        where = path if output and path is not None else (_path_of(e) or path)
-        if where is None:
-            if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
-                return OutputError("output", reason) if output else FacechainError(reason)
-            return None
-        writing = output or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS))
-        return OutputError(where, reason) if writing else InputError(where, reason)
-    return None
+    found = [(e, r) for e in _chain(exc) if (r := _reason(e)) is not None]
+    # the most specific reason wins: diffusers' "unable to load weights" wraps the safetensors error that says why
+    found.sort(key=lambda item: item[1] == _GENERIC_WEIGHTS_REASON)
+    if not found:
+        return None
+    e, reason = found[0]
+    where = path if output and path is not None else (_path_of(e) or path)
+    if where is None:
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            return OutputError("output", reason) if output else FacechainError(reason)
+        return None
+    writing = output or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS))
+    return OutputError(where, reason) if writing else InputError(where, reason)
 
 
 def is_write_failure(exc: BaseException) -> bool:
@@ -227,14 +230,22 @@ def is_write_failure(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def reading(path: object) -> Iterator[None]:
-    """Library errors while reading ``path`` become one-line :class:`InputError` naming it."""
+def reading(path: object, unrecognised: str | None = None) -> Iterator[None]:
+    """Library errors while reading ``path`` become one-line :class:`InputError` naming it.
+
+    ``unrecognised``: the reason for errors :func:`translate` does not know (a native model loader's
+    own exception types, e.g. ONNX Runtime, TFLite, dlib), followed by their first line; without it
+    they propagate (as bugs).
+    """
     try:
         yield
     except FacechainError:
         raise
     except Exception as e:
         err = translate(e, path)
+        if err is None and unrecognised is not None:
+            detail = _first_line(e)
+            err = InputError(path, f"{unrecognised} ({type(e).__name__}{': ' + detail if detail else ''})")
         if err is None:
             raise
         raise err from e

@@ -13,6 +13,7 @@ Identities live in ``$FACECHAIN_HOME/identities/<name>`` unless ``--output`` say
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,8 @@ def _check_manifest(data: dict[str, Any], manifest: Path) -> None:
             raise InputError(manifest, f"not a valid identity manifest: '{key}' has the wrong type "
                                        f"({type(data[key]).__name__})")
     emb = data.get("template_embedding")
-    if emb is not None and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in emb):
-        raise InputError(manifest, "not a valid identity manifest: 'template_embedding' must be a list of numbers")
+    if emb is not None and not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in emb):
+        raise InputError(manifest, "not a valid identity manifest: 'template_embedding' must be a list of finite numbers")
     if not all(isinstance(t, str) for t in data.get("tags", [])):
         raise InputError(manifest, "not a valid identity manifest: 'tags' must be a list of text")
 

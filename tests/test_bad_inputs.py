@@ -269,6 +269,10 @@ def test_prepare_small_mistakes_exit_2_and_blame_the_option(tmp_path, faces_dir)
     assert "photo" not in line and "obama" not in line
     assert_fails(cli("prepare", photos, "-o", tmp_path / "out", "--identity-threshold", "nan"), 2, "finite number")
     assert_fails(cli("prepare", photos, "-o", tmp_path / "out", "-c", tmp_path / "cfg.yaml"), 2, "cfg.yaml", "not UTF-8")
+    (tmp_path / "model.onnx").write_bytes(os.urandom(2000))
+    owned = Owned(tmp_path)
+    assert_fails(cli("prepare", photos, "-o", tmp_path / "out", "--orientation", "onnx", "--orientation-model",
+                     tmp_path / "model.onnx"), 2, "model.onnx: not a valid ONNX model")  # was an internal error
     owned.unchanged()
 
 
@@ -699,3 +703,163 @@ def test_output_into_a_closed_pipe_is_quiet():
                           text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
                           timeout=300)
     assert proc.stderr.strip() == "", proc.stderr
+
+
+# === the mechanisms, one by one ======================================================================
+
+
+def _raised(fn):
+    try:
+        fn()
+    except BaseException as e:  # noqa: BLE001 - we want the library's own exception object
+        return e
+    raise AssertionError("did not raise")
+
+
+def _pil_bomb(bad):
+    from PIL import Image
+
+    return lambda: Image.open(bad.bomb)
+
+
+def _diffusers_style_wrap(bad):
+    from safetensors.torch import load_file
+
+    def load():
+        try:
+            load_file(str(bad.garbage))
+        except Exception as e:
+            raise OSError(f"Unable to load weights from checkpoint file for '{bad.garbage}'") from e
+    return load
+
+
+def _pickle_with_objects(tmp):
+    import pickle
+
+    import torch
+
+    def load():
+        (tmp / "evil.pt").write_bytes(pickle.dumps({"f": os.system}))
+        torch.load(tmp / "evil.pt", weights_only=True)
+    return load
+
+
+@pytest.mark.parametrize("make, kind, reason", [
+    (lambda bad, tmp: _pil_bomb(bad), "InputError", "image too large to decode safely (2500 megapixels)"),
+    (lambda bad, tmp: lambda: __import__("safetensors.torch").torch.load_file(str(bad.garbage)), "InputError",
+     "not a valid .safetensors file"),
+    (lambda bad, tmp: _diffusers_style_wrap(bad), "InputError", "not a valid .safetensors file"),
+    (lambda bad, tmp: _pickle_with_objects(tmp), "InputError", "holds Python objects besides tensors"),
+    (lambda bad, tmp: lambda: __import__("yaml").safe_load("a: [1,\nb"), "InputError", "invalid YAML at line"),
+    (lambda bad, tmp: lambda: __import__("yaml").safe_load("!!python/object/apply:os.system ['true']"), "InputError",
+     "invalid YAML"),
+    (lambda bad, tmp: lambda: json.loads("{"), "InputError", "invalid JSON"),
+    (lambda bad, tmp: lambda: b"caf\xe9".decode("utf-8"), "InputError", "not UTF-8 text (byte 0xE9 at position 3)"),
+    (lambda bad, tmp: lambda: open(tmp / "missing"), "InputError", "not found"),
+    (lambda bad, tmp: lambda: (_ for _ in ()).throw(OSError(28, "No space left on device")), "OutputError",
+     "no space left on the device"),
+    (lambda bad, tmp: lambda: (_ for _ in ()).throw(OSError(30, "Read-only file system")), "OutputError",
+     "read-only file system"),
+    (lambda bad, tmp: lambda: (_ for _ in ()).throw(MemoryError()), "ResourceError", "out of memory"),
+])
+def test_translate_turns_library_errors_into_one_line_naming_the_file(bad, tmp_path, make, kind, reason):
+    from facechain.errors import translate
+
+    err = translate(_raised(make(bad, tmp_path)), tmp_path / "the-file")
+    assert type(err).__name__ == kind and reason in str(err), err
+    assert "\n" not in str(err) and "weights_only" not in str(err)
+    if kind != "ResourceError":
+        assert str(tmp_path) in str(err)  # the file: ours, or the one the OS error names
+
+
+def test_translate_leaves_bugs_alone_and_the_cli_reports_them_as_such(monkeypatch):
+    from facechain.cli import cmd_list
+    from facechain.errors import translate
+
+    assert translate(ValueError("a bug"), "x") is None and translate(KeyError("k")) is None
+    monkeypatch.setattr(cmd_list, "identity_rows", lambda: (_ for _ in ()).throw(KeyError("oops")))
+    run = cli("list")
+    assert run.code == 1 and len(run.err_lines) == 1 and "internal error: KeyError" in run.err
+    monkeypatch.setattr(cmd_list, "identity_rows", lambda: (_ for _ in ()).throw(OSError(28, "No space", "/x/y")))
+    assert_fails(cli("list"), 2, "/x/y: no space left on the device")  # an unwrapped library error, still one line
+
+
+def test_sigterm_is_an_interrupt_with_exit_130(monkeypatch):
+    import signal
+
+    from facechain.cli import cmd_list
+
+    monkeypatch.setattr(cmd_list, "identity_rows", lambda: os.kill(os.getpid(), signal.SIGTERM) or [])
+    before = signal.getsignal(signal.SIGTERM)
+    run = cli("list")
+    assert run.code == 130 and run.err_lines == ["facechain list: interrupted"]
+    assert signal.getsignal(signal.SIGTERM) == before  # main() put the previous handler back
+
+
+def test_atomic_writers_on_a_disk_that_fills_up_leave_nothing_half_written(small_disk):
+    from facechain.atomic import atomic_directory, atomic_write_bytes
+    from facechain.errors import OutputError
+
+    dest = small_disk / "result"
+    with atomic_directory(dest) as tmp:  # a complete earlier version
+        (tmp / "old.txt").write_text("version 1")
+    with pytest.raises(OutputError, match=f"{dest}: no space left on the device"):
+        with atomic_directory(dest, overwrite=True) as tmp:
+            (tmp / "big.bin").write_bytes(b"\0" * 4 * 2**20)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["result"]  # no .partial left
+    assert (dest / "old.txt").read_text() == "version 1"  # the earlier version is intact
+    with pytest.raises(OutputError, match="big.bin: no space left on the device"):
+        atomic_write_bytes(small_disk / "big.bin", b"\0" * 4 * 2**20)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["result"]
+
+
+def test_lock_conflict_and_stale_locks(tmp_path, caplog, monkeypatch):
+    from facechain import locking
+    from facechain.locking import OutputLockedError, lock_path, output_lock
+
+    out = tmp_path / "runs" / "me"
+    with output_lock(out):
+        with pytest.raises(OutputLockedError, match=rf"another facechain run is writing it \(pid {os.getpid()} on "):
+            with output_lock(out):
+                pass
+    assert not lock_path(out).exists()  # released and removed
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = {"pid": int(dead.stdout), "host": locking.socket.gethostname(), "started": "2020-01-01T00:00:00+00:00"}
+    lock_path(out).write_text(json.dumps(stale))  # left by a killed run (no flock held)
+    with caplog.at_level(logging.WARNING), output_lock(out):
+        assert json.loads(lock_path(out).read_text())["pid"] == os.getpid()
+    assert "taking over the stale lock" in caplog.text
+
+    def no_flock(fd, op):  # a network file system without flock: exclusive files and pid checks
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(locking.fcntl, "flock", no_flock)
+    lock_path(out).write_text(json.dumps(stale))
+    with output_lock(out):  # dead pid on this host: stale
+        pass
+    lock_path(out).write_text(json.dumps({**stale, "pid": os.getpid()}))  # a live one
+    with pytest.raises(OutputLockedError):
+        with output_lock(out):
+            pass
+
+
+def test_output_checks_before_the_work(tmp_path):
+    from facechain.errors import OutputError
+    from facechain.outputs import check_output, guard_inputs
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"x")
+    (tmp_path / "file").write_text("x")
+    for out in (photos, photos / "sub", tmp_path, photos / "a.jpg"):
+        with pytest.raises(Exception, match="never writes over or into its inputs"):
+            guard_inputs(out, [photos])
+    guard_inputs(tmp_path / "elsewhere", [photos, "not-a-path-style-name", None])
+    guard_inputs(tmp_path, [photos / "a.jpg"], may_contain=True)  # adding files beside an input is fine
+    with pytest.raises(OutputError, match="exists and is not a folder"):
+        check_output(tmp_path / "file")
+    with pytest.raises(OutputError, match="is not a folder"):
+        check_output(tmp_path / "file" / "out")
+    with pytest.raises(OutputError, match="file name too long"):
+        check_output(tmp_path / ("n" * 250))

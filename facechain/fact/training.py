@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory
 from ..config import config_to_dict, load_config
-from ..errors import InputError, TrainingError
+from ..errors import InputError, TrainingError, writing
 from ..locking import output_lock
 from ..outputs import OutputKind, announce, check_output, check_work_dir, claim_work_dir, guard_inputs, remove_work_dir
 from ..textfiles import read_json
@@ -217,7 +217,7 @@ class AdapterTrainer:
     def _log(self, row: dict[str, Any]) -> None:
         if self.work_dir is None:
             return
-        with open(self.work_dir / LOG_FILE, "a", encoding="utf-8") as f:
+        with writing(self.work_dir / LOG_FILE), open(self.work_dir / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
     def train(self) -> float:

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..config import config_to_dict
 from ..diffusion.device import resolve_device
 from ..diffusion.loading import quiet_ml_logs
-from ..errors import ConfigError, TrainingError
+from ..errors import ConfigError, TrainingError, writing
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .components import SDComponents
 from .config import RESUME_KEYS, TrainConfig
@@ -449,10 +449,11 @@ class LoraTrainer:
                     self.state.losses.append(loss)
                     self.state.seconds = time.perf_counter() - started
                     if logf is not None:
-                        logf.write(json.dumps({"step": self.state.step, "loss": loss,
-                                               "lr": self.lr_scheduler.get_last_lr()[0],
-                                               "seconds": round(self.state.seconds, 3)}) + "\n")
-                        logf.flush()
+                        with writing(self.work_dir / LOG_FILE):  # a full disk: one line naming the file
+                            logf.write(json.dumps({"step": self.state.step, "loss": loss,
+                                                   "lr": self.lr_scheduler.get_last_lr()[0],
+                                                   "seconds": round(self.state.seconds, 3)}) + "\n")
+                            logf.flush()
                     bar.update()
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                     if self.on_step is not None:
