@@ -9,6 +9,7 @@ User mistakes (:class:`FacechainError`) print one line and exit with their code 
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import importlib
 import logging
@@ -70,11 +71,18 @@ def _setup_logging(verbose: bool) -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def _escape_bytes(err: UnicodeError) -> tuple[str, int]:
+    """Show a byte of a non-UTF-8 file name (a surrogate escape) as ``\\xNN``, anything else as ``\\uNNNN``."""
+    bad = err.object[err.start:err.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}" for c in bad), err.end
+
+
 def _one_line_streams() -> None:
-    """File names that are not UTF-8 (surrogate escapes) print as \\xNN instead of killing the run."""
+    """File names that are not UTF-8 print as ``\\xNN`` instead of killing the run with UnicodeEncodeError."""
+    codecs.register_error("facechain-escape", _escape_bytes)  # re-registering the same handler is harmless
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors="facechain-escape")
 
 
 def _terminate_as_interrupt(signum, frame) -> None:  # pragma: no cover - signal handler
