@@ -21,13 +21,17 @@ class FacechainError(Exception):
     exit_code: int = 2
 
 
-class InputError(FacechainError):
-    """A file or argument given by the user is unusable."""
+class _AboutAPath(FacechainError):
+    """``path: reason``: the message names the file to fix first."""
 
     def __init__(self, path: object, reason: str):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class InputError(_AboutAPath):
+    """A file or argument given by the user is unusable."""
 
 
 class ConfigError(FacechainError):
@@ -68,13 +72,8 @@ class TrainingError(FacechainError):
     exit_code = 1
 
 
-class OutputError(FacechainError):
-    """An output location cannot be written (read-only, full, not a folder, inside an input, locked)."""
-
-    def __init__(self, path: object, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
+class OutputError(_AboutAPath):
+    """An output location cannot be written (read-only, full, not a folder, someone else's folder)."""
 
 
 class ResourceError(FacechainError):

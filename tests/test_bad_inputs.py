@@ -200,30 +200,33 @@ def readonly_dir(tmp_path):
     d.chmod(0o755)
 
 
+@contextlib.contextmanager
+def _tmpfs(where: Path, size: str):
+    where.mkdir()
+    if not _mount_tmpfs(where, f"size={size}"):
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount): the full-disk case is not testable")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
 @pytest.fixture
 def full_dir(tmp_path):
     """A tiny tmpfs filled to the last byte (needs root to mount)."""
-    d = tmp_path / "full"
-    d.mkdir()
-    if not _mount_tmpfs(d, "size=256k"):
-        pytest.skip("cannot mount a small tmpfs here (needs root and mount): the full-disk case is not testable")
-    with contextlib.suppress(OSError), open(d / ".filler", "wb") as f:
-        while True:
-            f.write(b"\0" * 4096)
-            f.flush()
-    yield d
-    subprocess.run(["umount", str(d)], check=False)
+    with _tmpfs(tmp_path / "full", "256k") as d:
+        with contextlib.suppress(OSError), open(d / ".filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        yield d
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs, mostly empty: room for the pre-checks, not for big outputs."""
-    d = tmp_path / "small"
-    d.mkdir()
-    if not _mount_tmpfs(d, "size=1m"):
-        pytest.skip("cannot mount a small tmpfs here (needs root and mount): the full-disk case is not testable")
-    yield d
-    subprocess.run(["umount", str(d)], check=False)
+    with _tmpfs(tmp_path / "small", "1m") as d:
+        yield d
 
 
 # === prepare ==================================================================================
@@ -392,6 +395,29 @@ def test_train_overwrite_replaces_only_an_identity_and_says_so(tmp_path, prepare
     assert_fails(cli("train", prepared, "--output", mine, "--overwrite", "--base-model", kit.sd, *TRAIN), 2,
                  "is not a facechain identity")
     owned.unchanged()
+
+
+def test_sigterm_during_training_saves_a_checkpoint_and_resumes(tmp_path, prepared, kit, monkeypatch):
+    import signal
+
+    from facechain.training.trainer import LoraTrainer
+
+    original = LoraTrainer.training_step
+
+    def step_then_sigterm(self):  # what `kill`, docker stop or a batch scheduler sends
+        loss = original(self)
+        if self.state.step == 1 and self.state.resumed_from is None:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(LoraTrainer, "training_step", step_then_sigterm)
+    out = tmp_path / "runs" / "me"
+    args = ["train", prepared, "--output", out, "--base-model", kit.sd, "--resolution", "64", "--steps", "3", "-q"]
+    run = cli(*args)
+    assert run.code == 130 and "interrupted at step 2/3" in run.err and "Traceback" not in run.err, run.err
+    assert (Path(str(out) + ".work") / "checkpoint-000002").is_dir() and not (out.parent / ".me.lock").exists()
+    assert cli(*args, "--resume").code == 0
+    assert Identity.load(out).training["resumed_from_step"] == 2
 
 
 def _checkpoint(work: Path, kit) -> Path:

@@ -143,7 +143,7 @@ def _make_accelerator(device: torch.device, mixed_precision: str):
 
 @contextlib.contextmanager
 def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
-    """First Ctrl-C asks the loop to stop after the current step; a second one aborts at once."""
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one aborts at once."""
     flag = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -155,11 +155,13 @@ def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
         flag["stop"] = True
         tqdm.write("stopping after this step to save a checkpoint (Ctrl-C again to abort at once)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    # SIGTERM (kill, docker stop, a batch scheduler's notice) is treated like Ctrl-C: a checkpoint first
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _set_sdpa(unet) -> str:
