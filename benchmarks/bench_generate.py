@@ -136,13 +136,13 @@ def main() -> int:
              width=args.size, guidance_scale=args.guidance, generator=torch.Generator().manual_seed(seed), output_type="np")
         return time.perf_counter() - t0
 
-    gen = PortraitGenerator(pipe, fuser=None, progress=False)
+    gen = PortraitGenerator(pipe, fuser=None)
 
     def our_call(seed: int) -> tuple[float, StageTimes]:
         request = GenerationRequest(prompts, [seed], args.size, args.size, args.steps, args.guidance, batch_size=1)
         times = StageTimes()
         t0 = time.perf_counter()
-        gen.denoise(request, times)
+        gen._denoise(request, times)
         return time.perf_counter() - t0, times
 
     # Alternate bare / ours (and which goes first) so load from other processes hits both alike;

@@ -9,7 +9,7 @@ full-size ControlNets) with *random weights* (no download is possible here) and 
 pipeline on a real template photo (../shared/faces astronaut) with a random rank-4 face LoRA:
 1 face, ``--candidates`` candidates, ``--steps`` steps at ``--resolution`` px. The times are what
 the real models cost on this CPU; the pictures are noise. Step times are summed by the pipeline
-itself (``outcome.timings``).
+itself (``Portraits.timings``).
 
 Part 2 runs the tiny test models on templates of growing size (512 px, a two-person group photo,
 6000x4000) to show the crop path: the cost of SD does not grow with the template, only the pixel
@@ -101,13 +101,13 @@ def part1(tmp: Path, args) -> None:
     t2i, inp = full_size_pipelines()
     build = time.perf_counter() - t
     ident = random_face_lora(t2i.unet, tmp / "bench-id", FACES / "obama/obama_2012_official_portrait.jpg")
-    cfg = InpaintConfig(resolution=args.resolution, steps=args.steps, num_images=args.candidates)
+    cfg = InpaintConfig(size=args.resolution, steps=args.steps, num_images=args.candidates)
     pipe = TemplatePortraitPipeline(t2i, inp, get_analyzer("hog"), config=cfg)
     t = time.perf_counter()
     result = inpaint(FACES / "eileen_collins/astronaut.png", ident.path, output=tmp / "out1", pipeline=pipe,
-                     progress=False)
+                     quiet=True)
     total = time.perf_counter() - t
-    tim = result.outcome.timings
+    tim = result.timings
     print(f"\nPart 1: full-size SD 1.5 architecture (random weights), fp32 CPU, {args.resolution} px crop, "
           f"{args.steps} steps (stage 2: strength 0.65 -> {int(args.steps * 0.65)} steps), "
           f"{args.candidates} candidate(s), 1 face; torch threads {torch.get_num_threads()}")
@@ -134,21 +134,21 @@ def part2(tmp: Path) -> None:
     save_png(tmp / "huge.png", big)
     cases = [("astronaut 512x512", FACES / "eileen_collins/astronaut.png"),
              ("group 970x512", tmp / "group.png"), ("group 6000x4000", tmp / "huge.png")]
-    inpaint(cases[0][1], ident.path, output=tmp / "warm", pipeline=pipe, progress=False)  # warm-up
+    inpaint(cases[0][1], ident.path, output=tmp / "warm", pipeline=pipe, quiet=True)  # warm-up
     print("\nPart 2: tiny models (64 px crops, 2 steps), 1 face, 1 candidate: template size vs cost")
     print(f"{'template':<18} {'crop px':>8} {'SD s':>6} {'pixel s':>8} {'total s':>8} {'peak MB':>8}")
     for i, (label, path) in enumerate(cases):
         gc.collect()
         tracemalloc.start()
         t = time.perf_counter()
-        result = inpaint(path, ident.path, output=tmp / f"out2-{i}", pipeline=pipe, progress=False)
+        result = inpaint(path, ident.path, output=tmp / f"out2-{i}", pipeline=pipe, quiet=True)
         total = time.perf_counter() - t
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        tim = result.outcome.timings
+        tim = result.timings
         sd = tim.get("stage1", 0) + tim.get("stage2", 0)
         pixel = tim.get("crop", 0) + tim.get("paste", 0)
-        side = result.outcome.faces[0].crop.box.side
+        side = result.settings["faces"][0]["crop"][2]  # [x0, y0, side]
         print(f"{label:<18} {side:>8} {sd:>6.2f} {pixel:>8.2f} {total:>8.2f} {peak:>8.0f}")
 
 

@@ -62,7 +62,7 @@ def main() -> None:
         analyzer.landmark_model, analyzer.embedder, analyzer.attribute_model  # load models outside the timing
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = prepare(photos, tmp / "out", progress=False, analyzer=analyzer, retouch=False if args.no_retouch else None)
+        result = prepare(photos, tmp / "out", quiet=True, analyzer=analyzer, retouch=False if args.no_retouch else None)
         wall = time.perf_counter() - t0
     n = len(photos)
     load_avg = os.getloadavg()[0]

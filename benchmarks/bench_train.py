@@ -15,7 +15,7 @@ is measured per variant:
 Usage (heavy; run one at a time)::
 
     flock /tmp/facechain-heavy.lock python benchmarks/bench_train.py                 # 256 px, CPU
-    python benchmarks/bench_train.py --resolution 512 --device cuda                  # GPU: it/s, peak VRAM
+    python benchmarks/bench_train.py --size 512 --device cuda                        # GPU: it/s, peak VRAM
 
 Peak memory: RSS of the variant's process on CPU (models included), torch.cuda.max_memory_allocated
 on GPU. "setup" is the one-off work before the first step (latent caching for "cached").
@@ -99,7 +99,7 @@ def run_facechain(images: list[Path], args, cached: bool) -> dict:
     from facechain.training.trainer import LoraTrainer
 
     comps = SDComponents(*build_sd15(), reference="random")
-    cfg = TrainConfig(base_model="random", resolution=args.resolution, steps=args.warmup + args.steps, eval_samples=0,
+    cfg = TrainConfig(base_model="random", resolution=args.size, steps=args.warmup + args.steps, eval_samples=0,
                       cache_latents=cached, device=args.device, gradient_checkpointing=args.gradient_checkpointing)
     t0 = time.perf_counter()
     trainer = LoraTrainer(comps, [TrainingExample(p, CAPTION) for p in images], cfg, progress=False)
@@ -145,7 +145,7 @@ def run_diffusers_recipe(images: list[Path], args) -> dict:
     input_ids = tok([CAPTION], padding="max_length", max_length=tok.model_max_length, truncation=True,
                     return_tensors="pt").input_ids.to(device)
     setup = time.perf_counter() - t0
-    res = args.resolution
+    res = args.size
     rng = np.random.default_rng(0)
 
     def example(i: int) -> torch.Tensor:  # Resize, CenterCrop, RandomHorizontalFlip, ToTensor, Normalize
@@ -223,9 +223,9 @@ def run_breakdown(images: list[Path], args) -> dict:
 
     unet, vae, te, tok, sched = build_sd15()
     examples = [TrainingExample(p, CAPTION) for p in images]
-    cfg = TrainConfig(base_model="random", resolution=args.resolution, steps=10**6, eval_samples=0, device=args.device)
+    cfg = TrainConfig(base_model="random", resolution=args.size, steps=10**6, eval_samples=0, device=args.device)
     trainer = LoraTrainer(SDComponents(unet, vae, te, tok, sched), examples, cfg, progress=False)
-    pixels = image_tensor(examples[0], args.resolution, False)[None].to(trainer.device, trainer.weight_dtype)
+    pixels = image_tensor(examples[0], args.size, False)[None].to(trainer.device, trainer.weight_dtype)
     ids = tokenize(tok, [CAPTION]).to(trainer.device)
     vae.to(trainer.device)
     te.to(trainer.device)
@@ -281,7 +281,7 @@ def _child_env() -> dict[str, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--size", type=int, default=256, help="training image side in px")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first")
@@ -305,7 +305,7 @@ def main() -> int:
         write_images(Path(tmp))
         names = [v.strip() for v in args.variants.split(",") if v.strip()] + ([] if args.no_breakdown else ["breakdown"])
         for name in names:
-            cmd = [sys.executable, __file__, "--variant", name, "--images", tmp, "--resolution", str(args.resolution),
+            cmd = [sys.executable, __file__, "--variant", name, "--images", tmp, "--size", str(args.size),
                    "--device", args.device, "--steps", str(args.steps), "--warmup", str(args.warmup)]
             if args.gradient_checkpointing:
                 cmd.append("--gradient-checkpointing")
@@ -322,7 +322,7 @@ def main() -> int:
     gpu = args.device.startswith("cuda")
     where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
     mem = "peak VRAM GiB" if gpu else "peak RSS GiB"
-    print(f"\nLoRA training, full SD 1.5 architecture (random weights), {args.resolution} px, batch 1, rank 4; "
+    print(f"\nLoRA training, full SD 1.5 architecture (random weights), {args.size} px, batch 1, rank 4; "
           f"{where}; {args.warmup} warm-up + {args.steps} timed steps per variant"
           f"{', gradient checkpointing' if args.gradient_checkpointing else ''}; "
           f"OMP_WAIT_POLICY={_child_env()['OMP_WAIT_POLICY']}")

@@ -14,6 +14,20 @@ import pickle
 import re
 from typing import Iterator
 
+_PLAIN_WORD = re.compile(r"^[A-Za-z0-9_.:/@#=+,%~-]+$")
+
+
+def shell_command(*words: object) -> str:
+    """A command line to print in a hint: words that need it are double-quoted, so the whole
+    command can itself sit inside the hint's single quotes and still paste into a POSIX shell."""
+    out = []
+    for w in map(str, words):
+        if _PLAIN_WORD.match(w) and not w.startswith("#"):
+            out.append(w)
+        else:
+            out.append('"' + re.sub(r'(["\\$`])', r"\\\1", w) + '"')
+    return " ".join(out)
+
 
 class FacechainError(Exception):
     """A problem the user can fix (bad input, missing model, bad option)."""
@@ -41,10 +55,11 @@ class ConfigError(FacechainError):
 class ModelNotFoundError(FacechainError):
     """A model reference could not be resolved to local files."""
 
-    def __init__(self, name: str, reference: str, hint: str, detail: str = ""):
+    def __init__(self, name: str, reference: str, hint: str, detail: str = "", command: str | None = None):
         self.name = name
         self.reference = reference
         self.hint = hint
+        self.command = command  # the shell command in ``hint`` that fetches the model, if there is one
         msg = f"model '{name}' ({reference}) is not available locally"
         if detail:
             msg += f" ({detail})"
@@ -62,8 +77,10 @@ class OutputExistsError(FacechainError):
     """Refusing to overwrite a user's existing output without --overwrite."""
 
     def __init__(self, path: object):
+        from .options import spell_value  # "--overwrite" from the CLI, "overwrite=True" in Python
+
         self.path = str(path)
-        super().__init__(f"{path}: already exists; pass --overwrite to replace it")
+        super().__init__(f"{path}: already exists; pass {spell_value('overwrite')} to replace it")
 
 
 class TrainingError(FacechainError):

@@ -35,21 +35,22 @@ FORMAT_VERSION = 1
 class Identity:
     """What generation needs to know about a trained person."""
 
+    # repr=False: bulky or technical fields stay out of the repr (a 128-float embedding, training logs)
     name: str
     base_model: str
     trigger_word: str
     path: Path
-    lora_file: str = LORA_FILE
-    template_face: str = "template_face.png"
-    template_embedding: list[float] | None = None
+    lora_file: str = field(default=LORA_FILE, repr=False)
+    template_face: str = field(default="template_face.png", repr=False)
+    template_embedding: list[float] | None = field(default=None, repr=False)
     tags: list[str] = field(default_factory=list)  # frequent per-identity tags added to prompts
-    lora: dict[str, Any] = field(default_factory=dict)  # rank, alpha, target_modules, text_encoder
-    training: dict[str, Any] = field(default_factory=dict)  # settings, steps, final_loss, optimizer...
-    dataset: dict[str, Any] = field(default_factory=dict)  # path + report summary
-    base_model_revision: str | None = None
-    base_model_sha256: str | None = None  # sha256 of the base UNet weights the LoRA was trained on
+    lora: dict[str, Any] = field(default_factory=dict, repr=False)  # rank, alpha, target_modules, text_encoder
+    training: dict[str, Any] = field(default_factory=dict, repr=False)  # settings, steps, final_loss, optimizer...
+    dataset: dict[str, Any] = field(default_factory=dict, repr=False)  # path + report summary
+    base_model_revision: str | None = field(default=None, repr=False)
+    base_model_sha256: str | None = field(default=None, repr=False)  # sha256 of the base UNet weights the LoRA was trained on
     created: str | None = None
-    format_version: int = FORMAT_VERSION
+    format_version: int = field(default=FORMAT_VERSION, repr=False)
 
     @property
     def lora_path(self) -> Path:

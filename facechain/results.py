@@ -7,6 +7,7 @@ Ultralytics-style: a list-like of :class:`Portrait`, best first, with ``.best``,
                             ("parameters": the A1111-style line, "facechain": the JSON metadata)
     OUT/portraits.json      the run's settings, warnings, timings and every portrait's metadata
     OUT/contact_sheet.jpg   all portraits side by side, flagged ones framed red
+    OUT/intermediates/      with save_intermediates: every stage's images (masks, control images, ...)
 
 Output folders behave the same everywhere: a fresh folder, written atomically; an existing non-empty
 folder is refused unless ``overwrite=True``, and then only a folder facechain wrote is replaced.
@@ -21,7 +22,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -29,6 +30,7 @@ from PIL import Image
 from .atomic import atomic_directory
 from .errors import InputError, OutputExistsError
 from .image_io import save_jpeg, save_png
+from .outputs import check_writable, guard_inputs
 
 SUMMARY_FILE = "portraits.json"
 CONTACT_SHEET = "contact_sheet.jpg"
@@ -56,11 +58,14 @@ def is_portraits_folder(folder: Path) -> bool:
     return isinstance(data, dict) and data.get("format") == FORMAT
 
 
-def check_output_folder(folder: Path | str | None, overwrite: bool = False) -> Path | None:
-    """Fail before any slow work when ``folder`` cannot receive portraits."""
+def check_output_folder(folder: Path | str | None, overwrite: bool = False, *, inputs: Iterable[Path | str | None] = (),
+                        need_bytes: int = 0) -> Path | None:
+    """Fail before any slow work when ``folder`` cannot receive portraits: a file, someone else's folder,
+    one of the run's ``inputs`` (or inside / around one), a read-only location, too little free space."""
     if folder is None:
         return None
     folder = Path(folder).expanduser()
+    guard_inputs(folder, inputs)
     if folder.exists() and not folder.is_dir():
         raise InputError(folder, "--output must be a folder, not a file")
     if folder.is_dir() and any(folder.iterdir()):
@@ -69,6 +74,7 @@ def check_output_folder(folder: Path | str | None, overwrite: bool = False) -> P
         if not is_portraits_folder(folder):
             raise InputError(folder, "is not empty and was not written by facechain; --overwrite only replaces "
                                      "portrait folders facechain saved, choose another --output")
+    check_writable(folder, need_bytes)
     return folder
 
 
@@ -77,6 +83,8 @@ def _a1111_parameters(meta: dict[str, Any]) -> str:
     parts = [("Steps", meta.get("steps")), ("Sampler", meta.get("sampler")), ("CFG scale", meta.get("guidance_scale")),
              ("Seed", meta.get("seed")), ("Size", meta.get("size")), ("Model", meta.get("base_model")),
              ("Denoising strength", meta.get("strength")), ("Template", meta.get("template"))]
+    fact = meta.get("fact") or {}
+    parts += [("FACT adapter", fact.get("fact_adapter")), ("Adapter scale", fact.get("adapter_scale"))]
     tail = ", ".join(f"{k}: {v}" for k, v in parts if v is not None)
     return f"{meta.get('prompt', '')}\nNegative prompt: {meta.get('negative_prompt', '')}\n{tail}"
 
@@ -150,6 +158,8 @@ class Portraits(Sequence[Portrait]):
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
     output_dir: Path | None = None
+    intermediates: dict[str, Any] = field(default_factory=dict, repr=False)  # name -> image, saved in intermediates/
+    details: Any = field(default=None, repr=False, compare=False)  # the pipeline's own outcome (every stage's arrays)
 
     def __post_init__(self) -> None:
         for i, p in enumerate(self.portraits, 1):
@@ -233,6 +243,8 @@ class Portraits(Sequence[Portrait]):
             (tmp / SUMMARY_FILE).write_text(json.dumps(self.to_json(), indent=2, allow_nan=False), encoding="utf-8")
             if self.portraits:
                 save_jpeg(tmp / CONTACT_SHEET, self.contact_sheet())
+            for name, image in self.intermediates.items():
+                save_png(tmp / "intermediates" / f"{name}.png", image)
         for p in self.portraits:
             p.path = folder / p.metadata["file"]
         self.output_dir = folder

@@ -9,14 +9,14 @@ from tests.cli_helpers import run_cli
 
 def test_photos_to_identity_to_portraits_to_eval(faces_dir, tiny_sd_dir, isolated_home, tmp_path):
     code, out, err = run_cli("train", faces_dir / "obama", "--name", "barack", "--base-model", tiny_sd_dir,
-                             "--resolution", 64, "--steps", 4, "--no-retouch", "-q")
+                             "--size", 64, "--steps", 4, "--no-retouch", "-q")
     assert code == 0, err
     identity = isolated_home / "identities" / "barack"
     assert (identity / "pytorch_lora_weights.safetensors").is_file()
 
     # generate without --person takes the newest identity; its trigger word leads the prompt
     out_dir = tmp_path / "portraits"
-    code, out, err = run_cli("generate", "--style-prompt", "{trigger}, studio portrait", "--size", 64, "--steps", 2,
+    code, out, err = run_cli("generate", "--prompt", "{trigger}, studio portrait", "--size", 64, "--steps", 2,
                              "-n", 2, "--seed", 7, "-o", out_dir)
     assert code == 0, err
     meta = json.loads((out_dir / "portraits.json").read_text())

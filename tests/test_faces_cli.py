@@ -33,7 +33,7 @@ def test_faces_numbers_a_group_photo_left_to_right_and_saves_a_preview(faces_dir
     # Running again replaces its own preview, but never someone else's file.
     assert run_cli("faces", tmp_path / "group.png")[0] == 0
     Image.fromarray(group).save(tmp_path / "mine.png")
-    code, _, err = run_cli("faces", tmp_path / "group.png", "--preview", tmp_path / "mine.png")
+    code, _, err = run_cli("faces", tmp_path / "group.png", "-o", tmp_path / "mine.png")
     assert code == 2 and "mine.png: already exists" in err and len(err.strip().splitlines()) == 1
 
     code, out, _ = run_cli("faces", tmp_path / "group.png", "--no-preview", "--json")

@@ -128,8 +128,8 @@ def test_cli_trains_a_usable_adapter(people_dir, encoder_file, tiny_sd_dir, tmp_
     cfg.write_text("adapter:\n  log_every: 1\n  batch_size: 1\n")
     out = tmp_path / "fact-out"
     code, stdout, stderr = run_cli("train-adapter", people_dir, "-o", out, "--config", cfg, "--base-model", tiny_sd_dir,
-                                   "--face-encoder", encoder_file, "--resolution", "32", "--steps", "3", "--lr", "1e-3",
-                                   "--no-progress")
+                                   "--face-encoder", encoder_file, "--size", "32", "--steps", "3", "--learning-rate", "1e-3",
+                                   "-q")
     assert code == 0, stderr
     assert "trained FACT adapter" in stdout and "grey_wall.png" in stdout
     assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_FILE, ENCODER_FILE, MANIFEST_FILE, LOG_FILE])
@@ -154,12 +154,43 @@ def test_cli_trains_a_usable_adapter(people_dir, encoder_file, tiny_sd_dir, tmp_
     assert code == 2 and "already exists" in stderr and stderr.count("\n") == 1
 
 
+def test_fp16_base_trains_the_adapter_with_loss_scaling(people_dir, trainer, tmp_path):
+    """A half-precision base model (train-adapter --dtype fp16) scales the loss; fp32 needs no scaler."""
+    from diffusers import DDPMScheduler
+
+    from facechain.testing.tiny import tiny_sd_components
+
+    assert not trainer.scaler.is_enabled()  # the fp32 fixture
+    parts = tiny_sd_components()
+    parts["noise_scheduler"] = DDPMScheduler.from_config(parts.pop("scheduler").config)
+    for k in ("unet", "vae", "text_encoder"):
+        parts[k].requires_grad_(False).to(torch.float16)
+    model = tiny_fact_model(parts["unet"])
+    cfg = AdapterTrainConfig(resolution=32, steps=2, batch_size=2, learning_rate=3e-2)
+    tr = AdapterTrainer(parts, model.encoder, model.adapter, trainer.dataset, cfg, tmp_path / "work",
+                        torch.device("cpu"), progress=False)
+    hooks = install_adapter(parts["unet"], model.adapter, tr.routing)
+    try:
+        assert tr.scaler.is_enabled() and tr.scaler.get_scale() == 65536.0
+        before = [p.detach().clone() for p in tr.params]
+        rows = [tr.train_step(s) for s in range(2)]
+        tr.step = 2
+        saved = tr.save_checkpoint()
+    finally:
+        hooks.remove()
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert all(p.dtype == torch.float32 for p in tr.params)
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.params))
+    state = torch.load(saved / "training_state.pt", weights_only=True)
+    assert state["scaler"]["scale"] == tr.scaler.get_scale()
+
+
 def test_interrupted_training_resumes_to_the_same_weights(small_people_dir, encoder_file, tiny_sd_dir, tmp_path, monkeypatch):
     people_dir = small_people_dir
     from safetensors.torch import load_file
 
-    kw = dict(base_model=str(tiny_sd_dir), face_encoder=str(encoder_file), resolution=32, steps=4, checkpoint_every=2,
-              learning_rate=1e-2, progress=False)
+    kw = dict(base_model=str(tiny_sd_dir), face_encoder=str(encoder_file), size=32, steps=4, checkpoint_every=2,
+              learning_rate=1e-2, quiet=True)
     straight = train_adapter(people_dir, tmp_path / "a", **kw)
 
     real_step = AdapterTrainer.train_step
@@ -189,10 +220,10 @@ def test_cli_errors_are_one_line(tmp_path, tiny_sd_dir, encoder_file):
                               "--face-encoder", tmp_path / "missing.safetensors")
     assert code == 2 and "missing.safetensors" in stderr and stderr.count("\n") == 1
     code, _, stderr = run_cli("train-adapter", tmp_path / "nobody", "-o", tmp_path / "o", "--base-model", tiny_sd_dir,
-                              "--face-encoder", encoder_file, "--no-progress")
+                              "--face-encoder", encoder_file, "-q")
     assert code == 1 and "no usable face photos" in stderr and "wall.png" in stderr and not (tmp_path / "o").exists()
     code, _, stderr = run_cli("train-adapter", tmp_path / "nobody", "-o", tmp_path / "o", "--shuffle-prob", "1.5")
-    assert code == 2 and "shuffle_prob" in stderr
+    assert code == 2 and "--shuffle-prob must be between 0 and 1, got 1.5" in stderr and stderr.count("\n") == 1
     code, _, stderr = run_cli("train-adapter", tmp_path / "nothing-here", "-o", tmp_path / "o")
     assert code == 2 and "nothing-here" in stderr
 

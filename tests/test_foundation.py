@@ -69,17 +69,18 @@ def test_model_store_offline_error_names_model_and_fix(tmp_path):
     assert store.resolve(tmp_path / "here") == tmp_path / "here"
 
 
-def test_model_store_uses_cached_hf_snapshot_offline(tmp_path):
-    # A snapshot laid out as huggingface_hub's cache is found without network.
-    repo = tmp_path / "huggingface" / "models--org--name"
-    snap = repo / "snapshots" / "abc123"
-    snap.mkdir(parents=True)
-    (snap / "config.json").write_text("{}")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("abc123")
+def test_model_store_uses_a_completed_download_offline(tmp_path):
+    # A download counts once its completion marker is written; a bare folder (or huggingface_hub's
+    # own cache layout from older versions) does not.
     store = ModelStore(cache_dir=tmp_path, offline=True)
-    assert store.resolve("org/name") == snap
-    assert store.is_present("org/name")
+    folder = store.local_dir("org/name")
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert not store.is_present("org/name", allow_patterns=["config.json"])
+    store._mark_complete(folder, ModelRef.parse("org/name"), ("config.json",), detected=None)
+    assert store.resolve("org/name", allow_patterns=["config.json"]) == folder
+    assert store.is_present("org/name", allow_patterns=["config.json"])
+    assert not store.is_present("org/name")  # a layout-detecting request asks for more than config.json
 
 
 def test_models_cli_lists_and_download_fails_cleanly_offline():
@@ -190,11 +191,14 @@ def test_pyproject_lists_every_package_and_ships_configs():
 
 
 def test_modelscope_cache_counts_only_the_requested_files(tmp_path):
-    repo = tmp_path / "modelscope" / "owner" / "loras"
+    store = ModelStore(cache_dir=tmp_path, offline=True)
+    repo = store.local_dir("ms:owner/loras")
     repo.mkdir(parents=True)
     (repo / "a.safetensors").write_bytes(b"x")
-    store = ModelStore(cache_dir=tmp_path, offline=True)
+    (repo / "b.safetensors").write_bytes(b"x")  # on disk, but its download never finished
+    store._mark_complete(repo, ModelRef.parse("ms:owner/loras"), ("a.safetensors",), detected=None)
     assert store.is_present("ms:owner/loras", allow_patterns=["a.safetensors"])
+    assert store.is_present("ms:owner/loras#a.safetensors")
     assert not store.is_present("ms:owner/loras", allow_patterns=["b.safetensors"])
     with pytest.raises(ModelNotFoundError, match="offline"):
         store.resolve("ms:owner/loras", allow_patterns=["b.safetensors"])

@@ -17,7 +17,7 @@ from PIL import Image
 
 from facechain.generation.api import generate
 from facechain.generation.lora import LoraSpec
-from facechain.generation.pipeline_cache import PIPELINES, LoraSet, PipelineCache, PipelineKey
+from facechain.generation.pipeline_cache import LoraSet, PipelineCache, PipelineKey, default_cache
 from facechain.identity import Identity
 from tests.cli_helpers import run_cli
 
@@ -105,7 +105,7 @@ def test_existing_output_is_never_overwritten(tiny_identity, tiny_sd_dir, tmp_pa
     out.mkdir()
     (out / "0001.png").write_bytes(b"precious")
     code, _, err = run_cli("generate", "--person", tiny_identity, "--base-model", tiny_sd_dir, *TINY, "-n", "1", "-o", out)
-    assert code == 2 and "never overwrites" in err and str(out) in err
+    assert code == 2 and "already exists" in err and str(out) in err
     assert (out / "0001.png").read_bytes() == b"precious"
 
 
@@ -122,7 +122,7 @@ def test_user_mistakes_are_one_line_errors(tiny_identity, tiny_sd_dir, tmp_path)
         (["--size", "100"], "multiples of 8"),
         (["--style", "cyberpnk"], "did you mean cyberpunk"),
         (["--fusion-strength", "2"], "between 0 and 1"),
-        (["--style-lora", str(tmp_path / "nope.safetensors")], "needs --style-prompt"),
+        (["--style-lora", str(tmp_path / "nope.safetensors")], "needs --prompt"),
         (["--style-prompt", "x", "--style-lora", str(tmp_path / "nope.safetensors")], "style LoRA not found"),
     ]:
         code, _, err = run_cli("generate", "--person", tiny_identity, "--base-model", tiny_sd_dir, "-o", tmp_path / "o", *argv)
@@ -149,13 +149,13 @@ def test_fused_loras_equal_unfused_adapters_and_cache_switches_sets(tiny_identit
 
 
 def test_face_weight_moves_output_monotonically(tiny_identity, tiny_sd_dir):
-    kw = dict(base_model=str(tiny_sd_dir), size="64", steps=2, seed=11, num_images=1, fusion="none", progress=False)
-    builds = PIPELINES.builds
-    imgs = [np.asarray(generate(tiny_identity, style_prompt="{trigger}", face_weight=w, **kw)[0].raw_image, dtype=np.float64)
+    kw = dict(base_model=str(tiny_sd_dir), size="64", steps=2, seed=11, num_images=1, fusion="none", quiet=True)
+    builds = default_cache().builds
+    imgs = [np.asarray(generate(tiny_identity, prompt="{trigger}", face_weight=w, **kw)[0].raw_image, dtype=np.float64)
             for w in (0.0, 0.5, 1.0)]
     d_half, d_full = (np.abs(imgs[i] - imgs[0]).mean() for i in (1, 2))
     assert 0 < d_half < d_full
-    assert PIPELINES.builds - builds <= 1  # LoRA weight changes reuse the loaded base model
+    assert default_cache().builds - builds <= 1  # LoRA weight changes reuse the loaded base model
 
 
 def _skeleton(size: int = 64) -> np.ndarray:
@@ -195,26 +195,26 @@ def test_pose_conditions_generation_through_controlnet(tiny_identity, tiny_sd_di
     posed, free = (np.asarray(Image.open(tmp_path / d / "0001.png"), dtype=int) for d in ("pose", "free"))
     assert np.abs(posed - free).mean() > 0.5  # the ControlNet changed the picture
     # The Python API takes a ready skeleton array as well.
-    res = generate(tiny_identity, style_prompt="{trigger}, studio portrait", base_model=str(tiny_sd_dir), size="64", steps=2, seed=3,
-                   num_images=1, fusion="none", pose=_skeleton(), openpose_controlnet=str(live_controlnet_dir), progress=False)
+    res = generate(tiny_identity, prompt="{trigger}, studio portrait", base_model=str(tiny_sd_dir), size="64", steps=2, seed=3,
+                   num_images=1, fusion="none", pose=_skeleton(), openpose_controlnet=str(live_controlnet_dir), quiet=True)
     assert res.settings["pose"] == "array"
     assert np.array_equal(res[0].array, posed)
 
 
 def test_python_results_object(tiny_identity, tiny_sd_dir, tmp_path):
     res = generate(tiny_identity, "cyberpunk", base_model=str(tiny_sd_dir), size="64x96", steps=2, seed=1, num_images=2,
-                   sampler="dpm++2m", batch_size=2, progress=False)
+                   sampler="dpm++2m", batch_size=2, quiet=True)
     assert len(res) == 2 and res.best is res[0]
     assert res[0].image.size == (64, 96) and res[0].similarity is None and not res[0].ok
     assert res.settings["sampler"] == "dpm++2m" and res.settings["style"] == "cyberpunk"
     assert set(res.timings["per_image"]) >= {"text_encoding", "denoising", "vae_decode", "fusion", "ranking"}
     folder = res.save(tmp_path / "saved")
     assert (folder / "0002.png").exists() and res[1].path == folder / "0002.png"
-    with pytest.raises(Exception, match="never overwrites"):
+    with pytest.raises(Exception, match="already exists"):
         res[0].save(folder / "0001.png")
     # batch of 2 with seeds 1, 2 == one by one (each image has its own generator)
     single = generate(tiny_identity, "cyberpunk", base_model=str(tiny_sd_dir), size="64x96", steps=2, seed=2, num_images=1,
-                      sampler="dpm++2m", progress=False)
+                      sampler="dpm++2m", quiet=True)
     by_seed = {p.seed: p.array for p in res}
     assert np.abs(by_seed[2].astype(int) - single[0].array.astype(int)).max() <= 1
 
@@ -227,7 +227,7 @@ def test_config_file_sits_between_flags_and_style(tiny_identity, tiny_sd_dir, tm
     shipped = load_config(GenerateConfig, "generate", builtin_configs_dir() / "generate.yaml")
     assert shipped == GenerateConfig()  # the documented example spells out the defaults
     cfg = tmp_path / "gen.yaml"
-    cfg.write_text(f"generate:\n  base_model: {tiny_sd_dir}\n  style_prompt: '{{trigger}}, from config'\n  num_images: 1\n"
+    cfg.write_text(f"generate:\n  base_model: {tiny_sd_dir}\n  prompt: '{{trigger}}, from config'\n  num_images: 1\n"
                    "  steps: 2\n  size: '64'\n  seed: 4\n  fusion: none\n  sampler: euler\n")
     code, out, err = run_cli("generate", "--person", tiny_identity, "--config", cfg, "--seed", "8", "--json", "-o", tmp_path / "o")
     assert code == 0, err
@@ -247,8 +247,8 @@ def test_a_broken_lora_is_a_clear_error_and_the_cache_recovers(tiny_identity, ti
     from safetensors.torch import save_file
 
     save_file({"not_a_lora.weight": torch.zeros(2, 2)}, str(bad))
-    kw = dict(base_model=str(tiny_sd_dir), size="64", steps=2, seed=1, num_images=1, fusion="none", progress=False)
+    kw = dict(base_model=str(tiny_sd_dir), size="64", steps=2, seed=1, num_images=1, fusion="none", quiet=True)
     with pytest.raises(Exception, match="bad.safetensors") as err:
-        generate(tiny_identity, style_prompt="{trigger}", style_lora=str(bad), **kw)
+        generate(tiny_identity, prompt="{trigger}", style_lora=str(bad), **kw)
     assert "Traceback" not in str(err.value)
-    assert len(generate(tiny_identity, style_prompt="{trigger}", **kw)) == 1  # the next run works
+    assert len(generate(tiny_identity, prompt="{trigger}", **kw)) == 1  # the next run works

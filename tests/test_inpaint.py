@@ -26,7 +26,7 @@ from facechain.inpainting.testing import save_tiny_identity, save_tiny_inpaint_m
 from facechain.perception import get_analyzer
 from tests.cli_helpers import run_cli
 
-TINY = dict(resolution=64, steps=2, num_images=2)
+TINY = dict(size=64, steps=2, num_images=2)
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +53,13 @@ def pipe(kit):
 def _model_flags(kit) -> list[str]:
     m = kit.models
     return ["--base-model", m["base_model"], "--openpose-controlnet", m["openpose_controlnet"],
-            "--canny-controlnet", m["canny_controlnet"], "--resolution", "64", "--steps", "2"]
+            "--canny-controlnet", m["canny_controlnet"], "--size", "64", "--steps", "2"]
 
 
 def _full_masks(result, shape) -> list[np.ndarray]:
     """Each replaced face's dilated mask (soft weight > 0) in template pixels."""
     masks = []
-    for face in result.outcome.faces:
+    for face in result.details.faces:
         m = np.zeros(shape[:2], bool)
         m[face.crop.box.slices] = face.crop.mask.hard
         masks.append(m)
@@ -72,11 +72,12 @@ def test_cli_single_person_end_to_end_with_metadata_and_no_overwrite(kit, faces_
     code, stdout, err = run_cli("inpaint", template, "--person", kit.obama.path, "--output", out, "-n", "2",
                                 "--save-intermediates", *_model_flags(kit))
     assert code == 0, err
-    assert (out / "0001.png").is_file() and (out / "0002.png").is_file() and "summary:" in stdout
+    assert (out / "0001.png").is_file() and (out / "0002.png").is_file() and f"to {out}" in stdout
     original = load_image(template)
-    summary = json.loads((out / "inpaint.json").read_text())
-    run = summary["runs"][0]
-    assert run["persons"] == ["obama"] and run["face_indices"] == [0] and run["strength"] == 0.65
+    summary = json.loads((out / "portraits.json").read_text())
+    run = summary["settings"]
+    assert run["verb"] == "inpaint" and run["persons"] == ["obama"] and run["face_indices"] == [0] and run["strength"] == 0.65
+    assert [p["rank"] for p in summary["portraits"]] == [1, 2]  # 1-based, as generate
     x0, y0, side = run["faces"][0]["crop"]
     for name in ("0001.png", "0002.png"):
         with Image.open(out / name) as im:
@@ -88,34 +89,38 @@ def test_cli_single_person_end_to_end_with_metadata_and_no_overwrite(kit, faces_
         ys, xs = np.nonzero(changed)  # only inside the face crop, and no more than the dilated mask
         assert xs.min() >= x0 and xs.max() < x0 + side and ys.min() >= y0 and ys.max() < y0 + side
         assert changed.sum() <= run["faces"][0]["mask_pixels"]
-        assert {"template", "persons", "face_indices", "seed", "strength", "similarity", "facechain",
-                "parameters"} <= text.keys()
+        assert {"facechain", "parameters"} <= text.keys()
         assert "Denoising strength: 0.65" in text["parameters"] and "a handsome man" in text["parameters"]
-        assert json.loads(text["persons"]) == ["obama"] and float(text["strength"]) == 0.65
-    steps = out / "steps-0001"
+        meta = json.loads(text["facechain"])
+        assert meta["persons"] == ["obama"] and meta["strength"] == 0.65 and meta["template"] == str(template)
+        assert isinstance(meta["seed"], int) and meta["faces"][0]["person"] == "obama"
+    steps = out / "intermediates"
     assert {"face0_stage1.png", "face0_stage1_pose.png", "face0_stage2_pose.png", "face0_stage2_canny.png",
             "face0_mask.png"} <= {p.name for p in steps.iterdir()}
 
-    # A second run into the same folder continues the numbering and keeps everything written before.
+    # A second run into the same folder is refused (as generate): nothing is appended or overwritten...
     before = {p.name: p.read_bytes() for p in out.glob("*.png")}
     code, _, err = run_cli("inpaint", template, "--person", kit.obama.path, "--output", out, "-n", "1",
                            "--seed", "7", *_model_flags(kit))
-    assert code == 0, err
-    assert sorted(p.name for p in out.glob("*.png")) == ["0001.png", "0002.png", "0003.png"]
+    assert code == 2 and "already exists; pass --overwrite" in err
     assert all((out / n).read_bytes() == b for n, b in before.items())
-    runs = json.loads((out / "inpaint.json").read_text())["runs"]
-    assert len(runs) == 2 and runs[1]["seed"] == 7 and runs[1]["images"][0]["file"] == "0003.png"
+    # ... unless --overwrite, which replaces the folder facechain wrote.
+    code, _, err = run_cli("inpaint", template, "--person", kit.obama.path, "--output", out, "-n", "1",
+                           "--seed", "7", "--overwrite", *_model_flags(kit))
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.png")) == ["0001.png"]
+    assert json.loads((out / "portraits.json").read_text())["settings"]["seed"] == 7
 
 
 def test_two_people_replace_both_faces_and_nothing_between(kit, pipe, tmp_path):
     unet_before = {k: v.clone() for k, v in pipe.text2img.unet.state_dict().items()}
     result = inpaint(kit.group, [kit.obama.path, kit.biden.path], output=tmp_path / "out", pipeline=pipe,
-                     progress=False)
+                     quiet=True)
     template = load_image(kit.group)
     masks = _full_masks(result, template.shape)
-    assert [f.job.face.index for f in result.outcome.faces] == [0, 1]
-    assert [f.job.identity.name for f in result.outcome.faces] == ["obama", "biden"]
-    for path in result.images:
+    assert [f.job.face.index for f in result.details.faces] == [0, 1]
+    assert [f.job.identity.name for f in result.details.faces] == ["obama", "biden"]
+    for path in [p.path for p in result]:
         img = load_image(path)
         assert img.shape == template.shape
         diff = np.abs(img.astype(int) - template).max(axis=2)
@@ -128,7 +133,7 @@ def test_two_people_replace_both_faces_and_nothing_between(kit, pipe, tmp_path):
     # The seam correction: colour error against the template on the mask's feathered edge and on
     # the crop border, with and without adding the VAE round-trip error back.
     print()
-    for rec in result.records:
+    for rec in [p.metadata for p in result]:
         for f in rec["faces"]:
             s = f["seam"]
             print(f"{rec['file']} face {f['face_index']} ({f['person']}): mean |error| 0-255, feather band "
@@ -172,11 +177,11 @@ def test_huge_template_goes_through_the_crop_path(kit, pipe, tmp_path):
     template = load_image(tmp_path / "huge.jpg")
     assert template.shape == (4000, 6000, 3)
     result = inpaint(tmp_path / "huge.jpg", kit.biden.path, face_index=1, output=tmp_path / "out",
-                     pipeline=pipe, num_images=1, progress=False)
-    face = result.outcome.faces[0]
+                     pipeline=pipe, num_images=1, quiet=True)
+    face = result.details.faces[0]
     assert face.crop.model_input.shape == (64, 64, 3)  # SD ran on the crop at its resolution
     assert face.crop.box.side > 1000
-    img = load_image(result.images[0])
+    img = load_image(result[0].path)
     assert img.shape == template.shape
     (mask,) = _full_masks(result, template.shape)
     changed = (img != template).any(axis=2)
@@ -235,12 +240,12 @@ def test_stage1_face_is_warped_onto_the_template_and_candidates_are_ranked(kit, 
     biden = _face_crop(analyzer, faces_dir / "biden/biden_official_portrait_unverified.jpg")
     stage1 = _PhotoPipe([obama])
     stage2 = _PhotoPipe([obama, biden], vae=pipe.inpaint.vae)  # seed 0: obama, seed 1: biden
-    cfg = InpaintConfig(resolution=256, steps=2, num_images=2)
+    cfg = InpaintConfig(size=256, steps=2, num_images=2)
     stub = TemplatePortraitPipeline(stage1, stage2, analyzer, config=cfg)
     template = tmp_path / "astronaut_padded.png"
     save_png(template, _padded(load_image(faces_dir / "eileen_collins/astronaut.png")))
-    result = inpaint(template, kit.obama.path, output=tmp_path / "out", pipeline=stub, progress=False)
-    face = result.outcome.faces[0]
+    result = inpaint(template, kit.obama.path, output=tmp_path / "out", pipeline=stub, quiet=True, seed=0)
+    face = result.details.faces[0]
     # Stage 1 drew a detectable face: its 68 landmarks were fused and warped onto the template face.
     assert face.stage1.landmarks is not None and face.stage1.fused
     assert face.warp.source == "stage1"
@@ -257,7 +262,7 @@ def test_stage1_face_is_warped_onto_the_template_and_candidates_are_ranked(kit, 
     print(f"candidate similarities to obama (best first): seeds {[c.seed for c in face.candidates]} -> "
           f"{[round(s, 3) for s in sims]}")
     assert face.candidates[0].seed == 0 and sims[0] > sims[1]
-    assert result.records[0]["similarity"] == pytest.approx(sims[0], abs=1e-4)
+    assert result[0].similarity == pytest.approx(sims[0], abs=1e-4)
     assert stage1.calls[0] == ("load_lora", "face") and stage1.calls[-1] == ("unload_lora", None)
 
 
@@ -271,16 +276,16 @@ def test_missing_body_pose_model_falls_back_to_face_landmarks(kit, pipe, faces_d
     no_pose.body_pose = BodyPoseSource(NoModel())
     template = faces_dir / "obama/obama_2009_congress_address.jpg"
     result = inpaint(template, kit.obama.path, output=tmp_path / "o", pipeline=no_pose, num_images=1,
-                     seam_correction=False, mask="landmarks", progress=False)
-    assert result.outcome.faces[0].stage1.pose_source == "face-landmarks"
+                     seam_correction=False, mask="landmarks", quiet=True)
+    assert result.details.faces[0].stage1.pose_source == "face-landmarks"
     # (and without the seam correction, with the landmark-hull mask: still nothing changes outside it)
-    seam = result.records[0]["faces"][0]["seam"]
+    seam = result[0].faces[0]["seam"]
     assert seam["border_corrected"] is None and seam["border_uncorrected"] > 0
     (mask,) = _full_masks(result, load_image(template).shape)
-    assert not ((load_image(result.images[0]) != load_image(template)).any(axis=2) & ~mask).any()
+    assert not ((load_image(result[0].path) != load_image(template)).any(axis=2) & ~mask).any()
     assert any("body pose unavailable" in w for w in result.warnings)
     assert any("stage 1 drew no detectable face" in w for w in result.warnings)  # noise face: template landmarks
-    assert result.outcome.faces[0].warp.source == "template"
+    assert result.details.faces[0].warp.source == "template"
 
 
 @pytest.mark.parametrize("case, args, message", [
@@ -319,8 +324,9 @@ def test_config_file_and_flags(kit, tmp_path):
     cfg.write_text("inpaint:\n  strenght: 0.5\n")
     code, _, err = run_cli("inpaint", kit.group, "--person", kit.obama.path, "--config", cfg)
     assert code == 2 and "unknown key 'strenght'" in err
-    (tmp_path / "summary").mkdir()
-    (tmp_path / "summary" / "inpaint.json").write_text("not json")
-    code, _, err = run_cli("inpaint", kit.group, "--person", kit.obama.path, "--output", tmp_path / "summary",
-                           *_model_flags(kit))
-    assert code == 2 and "inpaint.json: exists and is not a facechain inpaint summary" in err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's file")
+    code, _, err = run_cli("inpaint", kit.group, "--person", kit.obama.path, "--output", tmp_path / "mine",
+                           "--overwrite", *_model_flags(kit))
+    assert code == 2 and "was not written by facechain" in err  # --overwrite never replaces a user's folder
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "the user's file"

@@ -39,7 +39,7 @@ def kit(tmp_path_factory, faces_dir):
 def _model_flags(kit) -> list:
     m = kit.models
     return ["--base-model", m["base_model"], "--openpose-controlnet", m["openpose_controlnet"],
-            "--canny-controlnet", m["canny_controlnet"], "--resolution", "64", "--steps", "2"]
+            "--canny-controlnet", m["canny_controlnet"], "--size", "64", "--steps", "2"]
 
 
 def test_cli_photo_end_to_end_keeps_the_template_outside_the_mask_and_records_the_adapter(kit, tmp_path):
@@ -49,7 +49,7 @@ def test_cli_photo_end_to_end_keeps_the_template_outside_the_mask_and_records_th
     assert code == 0, err
     assert "face 0=obama_small" in stdout
     original = load_image(kit.template)
-    run = json.loads((out / "inpaint.json").read_text())["runs"][0]
+    run = json.loads((out / "portraits.json").read_text())["settings"]
     face = run["faces"][0]
     assert run["persons"] == ["obama_small"] and face["identity_path"] is None
     assert face["fact"]["fact_adapter"].startswith(str(kit.adapter))
@@ -69,15 +69,16 @@ def test_cli_photo_end_to_end_keeps_the_template_outside_the_mask_and_records_th
     ys, xs = np.nonzero(changed)  # inside the face crop, and no more pixels than the dilated mask
     assert xs.min() >= x0 and xs.max() < x0 + side and ys.min() >= y0 and ys.max() < y0 + side
     assert changed.sum() <= face["mask_pixels"]
-    assert text["adapter"].startswith(str(kit.adapter)) and float(text["adapter_scale"]) == 0.55
-    assert json.loads(text["photos"]) == [str(kit.obama)]
+    fact = json.loads(text["facechain"])["fact"]
+    assert fact["fact_adapter"].startswith(str(kit.adapter)) and fact["adapter_scale"] == 0.55
+    assert fact["face_photos"] == [str(kit.obama)]
     assert "Adapter scale: 0.55" in text["parameters"]
 
 
 def test_python_api_several_photos_scale_matters_and_hooks_are_removed(kit, tmp_path):
     pipe = TemplatePortraitPipeline.from_models(
         kit.models["base_model"], kit.models["openpose_controlnet"], kit.models["canny_controlnet"],
-        analyzer=get_analyzer("hog"), config=InpaintConfig(resolution=64, steps=2, num_images=1, fuse_faces=False,
+        analyzer=get_analyzer("hog"), config=InpaintConfig(size=64, steps=2, num_images=1, fusion="none",
                              seam_correction=False, mask="landmarks"),  # the CLI test covers those
     )
     unet = pipe.text2img.unet
@@ -85,8 +86,8 @@ def test_python_api_several_photos_scale_matters_and_hooks_are_removed(kit, tmp_
     runs = {}
     for scale in (0.0, 1.0):
         result = inpaint(kit.template, photo=[kit.obama, kit.obama2], adapter=kit.adapter, adapter_scale=scale,
-                         output=tmp_path / f"s{scale}", pipeline=pipe, progress=False)
-        res = result.outcome.faces[0]
+                         output=tmp_path / f"s{scale}", pipeline=pipe, quiet=True)
+        res = result.details.faces[0]
         assert res.fact["face_tokens"] == 32 and res.fact["adapter_scale"] == scale  # 16 tokens per photo
         assert res.job.reference_embedding is not None and res.job.face_photo is not None
         runs[scale] = res.stage1.raw

@@ -166,4 +166,4 @@ def test_prompts_put_the_identity_first_and_use_styles(tmp_path):
     style = tmp_path / "st.yaml"
     style.write_text("name: st\nprompt: '{trigger}, oil painting, {tags}'\nnegative_prompt: ugly\n")
     prompt, negative = build_prompts(ident, InpaintConfig(style=str(style)))
-    assert (prompt, negative) == ("a mature man, oil painting, smile", "ugly")
+    assert (prompt, negative) == ("a mature man, oil painting, smile", "ugly, children")  # adults stay adult

@@ -97,7 +97,7 @@ def home(tmp_path_factory):
 def mixed(home, faces_dir, tmp_path_factory) -> PrepareResult:
     root = tmp_path_factory.mktemp("mixed")
     build_mixed_folder(faces_dir, root / "photos")
-    return prepare(root / "photos", root / "out", progress=False, analyzer=ANALYZER)
+    return prepare(root / "photos", root / "out", quiet=True, analyzer=ANALYZER)
 
 
 def _by_name(items):
@@ -213,14 +213,14 @@ def test_woman_gets_a_woman_trigger_word(home, faces_dir, tmp_path):
     photos.mkdir()
     _turn(faces_dir / "eileen_collins/astronaut.png", 90, photos / "r90.png")
     _turn(faces_dir / "eileen_collins/astronaut.png", -20, photos / "tm20.png")
-    res = prepare(photos, tmp_path / "out", progress=False, retouch=False, analyzer=ANALYZER)
+    res = prepare(photos, tmp_path / "out", quiet=True, retouch=False, analyzer=ANALYZER)
     assert len(res.accepted) == 2 and res.gender == "female"
     assert res.trigger_word == "a beautiful woman"  # she is in her thirties in this photo
     assert res.config["retouch"] is False
 
 
 def test_biden_gets_a_man_trigger_word_and_background_can_be_kept(home, faces_dir, tmp_path):
-    res = prepare(faces_dir / "biden", tmp_path / "out", progress=False, segmenter="none", retouch=False, analyzer=ANALYZER)
+    res = prepare(faces_dir / "biden", tmp_path / "out", quiet=True, segmenter="none", retouch=False, analyzer=ANALYZER)
     assert len(res.accepted) == 2
     assert res.trigger_word in ("a handsome man", "a mature man")
     img = np.asarray(Image.open(res.accepted[0].output))
@@ -233,8 +233,9 @@ def test_cli_trigger_override_config_precedence_and_overwrite(faces_dir, tmp_pat
     cfg.write_text("prepare:\n  trigger: a mature woman\n  retouch: false\n  segmenter: none\n")
     out = tmp_path / "out"
     photo = faces_dir / "obama/obama_small.jpg"
-    code, stdout, stderr = run_cli("prepare", photo, "-o", out, "-c", cfg, "--trigger", "a handsome man", "--no-progress")
+    code, stdout, stderr = run_cli("prepare", photo, "-o", out, "-c", cfg, "--trigger", "a handsome man", "-q")
     assert code == 0, stderr
+    assert stderr == ""  # -q: no progress at all
     assert 'trigger word: "a handsome man"' in stdout and "obama_small.jpg" in stdout
     line = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])
     assert line["text"].startswith("a handsome man")  # flag beats the config file
@@ -245,9 +246,10 @@ def test_cli_trigger_override_config_precedence_and_overwrite(faces_dir, tmp_pat
     assert code == 2 and "--overwrite" in stderr and len(stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in out.rglob("*")) == before
     with pytest.raises(OutputExistsError):
-        prepare(photo, out, progress=False)
+        prepare(photo, out, quiet=True)
     code, _, stderr = run_cli("prepare", photo, "-o", out, "-c", cfg, "--overwrite", "--trigger", "a mature man")
     assert code == 0, stderr
+    assert "loading face models" in stderr and "preparing photos: 100% 1/1 photo" in stderr  # progress, as log lines
     assert json.loads((out / "metadata.jsonl").read_text().splitlines()[0])["text"].startswith("a mature man")
 
 
@@ -261,7 +263,7 @@ def test_cli_all_bad_photos_exit_1_and_leave_nothing(faces_dir, tmp_path):
     y, x = np.mgrid[0:200, 0:260]
     Image.fromarray(np.dstack([x, y, x // 2 + y // 2]).astype(np.uint8)).save(bad / "d.png")
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli("prepare", bad, "-o", out, "--no-progress")
+    code, stdout, stderr = run_cli("prepare", bad, "-o", out, "-q")
     assert code == 1
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "no usable photo" in lines[0]
@@ -269,7 +271,7 @@ def test_cli_all_bad_photos_exit_1_and_leave_nothing(faces_dir, tmp_path):
         assert reason in lines[0]
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["bad"]
     with pytest.raises(NoUsablePhotosError):
-        prepare(bad / "a.jpg", out, progress=False)
+        prepare(bad / "a.jpg", out, quiet=True)
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, stderr = run_cli("prepare", empty, "-o", out)

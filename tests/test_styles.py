@@ -74,16 +74,16 @@ def test_user_styles_folder_adds_and_shadows_styles(tmp_path):
 
 
 def test_resolve_style_adhoc_and_overrides(tmp_path):
-    adhoc = resolve_style(None, style_prompt="{trigger} as an astronaut")
+    adhoc = resolve_style(None, prompt="{trigger} as an astronaut")
     assert adhoc.prompt_only and adhoc.origin == "adhoc" and adhoc.face_weight == 0.95 and adhoc.base_model is None
-    with_lora = resolve_style(None, style_prompt="{trigger}", style_lora="ms:owner/repo#x.safetensors", style_weight=0.5)
+    with_lora = resolve_style(None, prompt="{trigger}", style_lora="ms:owner/repo#x.safetensors", style_weight=0.5)
     assert with_lora.style_lora == "ms:owner/repo#x.safetensors" and with_lora.style_weight == 0.5
     replaced = resolve_style("cowboy", style_weight=0.3)
     assert replaced.style_weight == 0.3 and replaced.style_lora == find_style("cowboy").style_lora
     from_file = resolve_style(str(_write(tmp_path / "x.yml", "prompt: '{trigger}'\n")))
     assert from_file.name == "x" and from_file.origin == "file"
     assert resolve_style(None, default="id_photo").name == "id_photo"
-    with pytest.raises(ConfigError, match="needs --style-prompt"):
+    with pytest.raises(ConfigError, match="needs --prompt"):
         resolve_style(None, style_lora="a.safetensors")
     with pytest.raises(InputError, match="did you mean cowboy"):
         resolve_style("cowbo")

@@ -77,13 +77,18 @@ def test_shipped_config_files_document_every_default(cls, section):
 
 def test_step_count_rules_and_validation():
     cfg = TrainConfig()
-    assert (cfg.total_steps(3), cfg.total_steps(5), cfg.total_steps(20)) == (600, 800, 800)  # min(200 x photos, 800)
+    # the reference's 200 epochs at batch 1, capped at 200 epochs of its 20-photo maximum
+    assert (cfg.total_steps(3), cfg.total_steps(5), cfg.total_steps(20), cfg.total_steps(35)) == (600, 1000, 4000, 4000)
+    assert (cfg.rank, cfg.alpha, cfg.lora_init, cfg.learning_rate, cfg.lr_scheduler, cfg.lr_warmup_steps) == \
+        (4, 4.0, "gaussian", 1.5e-4, "cosine", 0)
     assert TrainConfig(steps=7).total_steps(20) == 7
     style = StyleTrainConfig()
     assert (style.rank, style.learning_rate, style.lr_scheduler, style.epochs) == (32, 1e-4, "cosine_with_restarts", 20)
     assert style.total_steps(6) == 120 and StyleTrainConfig(batch_size=4).total_steps(6) == 40
     with pytest.raises(ConfigError, match="resolution"):
         TrainConfig(resolution=100)
+    with pytest.raises(ConfigError, match="lora_init"):
+        TrainConfig(lora_init="xavier")
     with pytest.raises(ConfigError, match="unknown option 'ranks'"):
         load_config(TrainConfig, "train", None, {"ranks": 3})
 
@@ -121,6 +126,27 @@ def test_precision_and_optimizer_choice_on_cpu():
     assert make_optimizer(params, TrainConfig(), torch.device("cpu"))[1] == "torch AdamW"  # auto on CPU
     opt, name = make_optimizer(params, TrainConfig(optimizer="adamw8bit"), torch.device("cpu"))
     assert name == "bitsandbytes AdamW8bit" and type(opt).__module__.startswith("bitsandbytes")
+
+
+@pytest.mark.parametrize("init", ["gaussian", "kaiming"])
+def test_lora_initialisation_matches_the_reference_layers(tiny_sd_dir, prepared, init):
+    """gaussian: A ~ N(0, 1/rank^2) as diffusers' old LoRALinearLayer (the reference); kaiming: peft's U(+-1/sqrt(fan_in))."""
+    trainer = make_trainer(tiny_sd_dir, prepared, steps=1, rank=4, alpha=4.0, lora_init=init)
+    a = torch.cat([v.flatten() for k, v in trainer.params.items() if ".lora_A." in k])
+    b = torch.cat([v.flatten() for k, v in trainer.params.items() if ".lora_B." in k])
+    assert torch.count_nonzero(b) == 0  # the LoRA starts as the identity: B = 0
+    if init == "gaussian":
+        assert abs(float(a.std()) - 1 / 4) < 0.02
+    else:
+        bounds = [1 / v.shape[1] ** 0.5 for k, v in trainer.params.items() if ".lora_A." in k]
+        assert float(a.abs().max()) <= max(bounds) and float(a.std()) < 0.2
+    # scale 1: the exported up matrices are the trained B matrices, unscaled
+    trainer.training_step()
+    unet_layers, _ = trainer.lora_state_dicts()
+    b_trained = {k.replace(".lora_B.default.weight", ""): v for k, v in trainer.params.items() if ".lora_B." in k}
+    key = next(iter(b_trained))
+    up = unet_layers[key.removeprefix("unet.") + ".lora.up.weight"]
+    assert torch.equal(up, b_trained[key].detach().float().cpu())
 
 
 def test_v_prediction_base_trains_on_velocity(tiny_sd_dir, prepared):
@@ -217,7 +243,7 @@ def test_exported_lora_reproduces_trained_model_in_plain_diffusers(tiny_sd_dir, 
 # --- failures through the CLI -------------------------------------------------------------------
 
 def test_nan_loss_is_one_line_training_error_and_leaves_no_identity(tiny_sd_dir, prepared, isolated_home):
-    code, out, err = run_cli("train", prepared, "--name", "boom", "--base-model", tiny_sd_dir, "--resolution", RES,
+    code, out, err = run_cli("train", prepared, "--name", "boom", "--base-model", tiny_sd_dir, "--size", RES,
                              "--steps", 6, "--learning-rate", 1e30, "--checkpoint-every", 1, "-q")
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("facechain train: error: loss became ")
@@ -263,9 +289,11 @@ def test_train_style_writes_lora_and_ready_style_yaml(tiny_sd_dir, tmp_path, iso
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (80, 64, 3), dtype=np.uint8)).save(src / f"{i}.png")
         (src / f"{i}.txt").write_text(f"watercolor painting, soft light, subject {i}")
-    code, out, err = run_cli("train-style", src, "--base-model", tiny_sd_dir, "--resolution", RES, "--epochs", 2,
-                             "-q")
+    code, out, err = run_cli("train-style", src, "--base-model", tiny_sd_dir, "--size", RES, "--epochs", 2)
     assert code == 0, err
+    # without -q: what it loads and how far it is, as log lines (stderr is not a terminal here)
+    assert f"loading base model {tiny_sd_dir.resolve()}" in err and "caching latents: 100% 6/6 img" in err
+    assert "training: 100% 6/6 step" in err and "style LoRA 'watercolor' saved in" in err
     folder = isolated_home / "loras" / "watercolor"
     manifest = json.loads((folder / "facechain_lora.json").read_text())
     assert manifest["training"]["steps"] == 6 and manifest["lora"]["rank"] == 32
@@ -292,7 +320,7 @@ def test_interrupted_cli_run_resumes_into_a_finished_identity(tiny_sd_dir, prepa
         return loss
 
     monkeypatch.setattr(LoraTrainer, "training_step", step_then_ctrl_c)
-    args = ["train", prepared, "--name", "ann", "--base-model", tiny_sd_dir, "--resolution", RES, "--steps", 6, "-q"]
+    args = ["train", prepared, "--name", "ann", "--base-model", tiny_sd_dir, "--size", RES, "--steps", 6, "-q"]
     code, out, err = run_cli(*args)
     assert code == 130 and "interrupted at step 4/6" in err and "--resume" in err
     ids = isolated_home / "identities"

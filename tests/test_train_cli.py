@@ -37,7 +37,7 @@ def fixed_batch_loss(pipe, dataset_dir, seed: int = 0) -> float:
 
 
 def test_train_real_photos_end_to_end(faces_dir, tiny_sd_dir, isolated_home):
-    code, out, err = run_cli("train", faces_dir / "obama", "--base-model", tiny_sd_dir, "--resolution", 64,
+    code, out, err = run_cli("train", faces_dir / "obama", "--base-model", tiny_sd_dir, "--size", 64,
                              "--steps", STEPS, "--learning-rate", 1e-2, "--trigger", "a handsome man", "--no-retouch",
                              "-q")
     assert code == 0, err
@@ -62,7 +62,8 @@ def test_train_real_photos_end_to_end(faces_dir, tiny_sd_dir, isolated_home):
     unet_file = tiny_sd_dir / "unet" / "diffusion_pytorch_model.safetensors"
     assert ident.base_model_sha256 == hashlib.sha256(unet_file.read_bytes()).hexdigest()
     assert ident.base_model == str(tiny_sd_dir.resolve())
-    assert ident.lora["rank"] == 4 and ident.lora["alpha"] == 32 and ident.lora["target_modules"][-1] == "to_out.0"
+    assert ident.lora["rank"] == 4 and ident.lora["alpha"] == 4 and ident.lora["target_modules"][-1] == "to_out.0"
+    assert ident.training["settings"]["lora_init"] == "gaussian"
     t = ident.training
     assert t["steps"] == STEPS and t["optimizer"] == "torch AdamW" and t["mixed_precision"] == "no"
     assert t["settings"]["seed"] == 42 and t["latents_cached"] is True

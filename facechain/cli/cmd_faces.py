@@ -5,29 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import options
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "faces", parents=[common], help="list a template photo's faces, numbered left to right",
+    p = options.verb_parser(
+        sub, common, "faces", help="list a template photo's faces, numbered left to right",
         description="Detect the faces of a photo, number them left to right (the numbers 'facechain inpaint "
                     "--face-index' takes) and save a numbered preview image.",
     )
     p.add_argument("template", help="the photo")
-    p.add_argument("--preview", metavar="PNG", help="where to save the numbered preview (default: ./<name>.faces.png)")
-    p.add_argument("--no-preview", action="store_true", help="do not save a preview")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing preview file")
-    p.add_argument("--min-face-size", type=int, help="faces smaller than this (px) are marked too small (default 48)")
-    p.add_argument("--config", dest="config_file", metavar="YAML", help="config file with an 'inpaint:' section")
-    p.add_argument("--json", action="store_true", help="print the faces as JSON")
+    options.add(p, options.use("output", metavar="PNG", help="where to save the numbered preview PNG (default: ./<name>.faces.png)"),
+                "preview", options.use("overwrite", help="replace an existing preview file"),
+                options.use("min_face_size", help="faces smaller than this (px) are marked too small (default 48)"),
+                options.use("config", help="config file with an 'inpaint:' section"), "quiet",
+                options.use("json", help="print the faces as JSON"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..inpainting.api import template_faces
 
-    preview = False if args.no_preview else (args.preview or True)
-    report = template_faces(args.template, preview=preview, overwrite=args.overwrite,
-                            config_file=args.config_file, min_face_size=args.min_face_size)
+    report = template_faces(args.template, output=args.output, preview=args.preview, overwrite=args.overwrite,
+                            min_face_size=args.min_face_size, config=args.config, quiet=args.quiet)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0

@@ -1,80 +1,69 @@
-"""``facechain inpaint TEMPLATE --person NAME [--person NAME2 ...] [--face-index i ...] --output DIR``
+"""``facechain inpaint TEMPLATE --person NAME [--person NAME2 ...] [--face-index i ...]``
 or ``facechain inpaint TEMPLATE --photo face.jpg [--photo face2.jpg] [--adapter-scale 0.55]`` (FACT, no training)."""
 
 from __future__ import annotations
 
 import argparse
 
+from .. import options
+
+#: Every flag of the verb is the same-named keyword of :func:`facechain.inpaint`.
+INPAINT_OPTIONS = ("person", "photo", "face_index", "adapter", "adapter_scale", "style", "prompt", "negative_prompt",
+                   "num_images", "seed", "steps", "guidance_scale", "size", "strength", "face_weight", "base_model",
+                   "openpose_controlnet", "canny_controlnet", "device", "dtype", "min_face_size", "mask",
+                   "seam_correction", "fusion", "save_intermediates", "output", "overwrite", "config", "quiet")
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "inpaint", parents=[common],
+    p = options.verb_parser(
+        sub, common, "inpaint",
         help="put trained people into a template photo (two-stage inpainting)",
         description="Replace faces of a template photo by trained people, keeping its composition, lighting and "
                     "clothes (FaceChain paper, section 2.5). Faces are numbered left to right: see "
                     "'facechain faces TEMPLATE'. Without --face-index the N people replace the N largest faces, "
                     "left to right. With --photo (no training) the train-free FACT adapter draws the person of the "
-                    "photos into one face instead of a trained face LoRA.",
+                    "photos into one face instead of a trained face LoRA. Saves OUT/NNNN.png (best first), "
+                    "OUT/portraits.json and OUT/contact_sheet.jpg.",
     )
     p.add_argument("template", help="the template photo")
-    p.add_argument("--person", action="append", metavar="NAME",
-                   help="trained identity (name or folder); repeat for several faces (default: newest identity)")
-    p.add_argument("--photo", action="append", metavar="FILE",
-                   help="photo of the person (instead of --person; FACT adapter, no training); repeat for several "
-                        "photos of the same person (16 face tokens each); replaces one face")
-    p.add_argument("--adapter", metavar="REF",
-                   help="FACT adapter for --photo: registry name, folder or file (default: fact-adapter)")
-    p.add_argument("--adapter-scale", type=float, metavar="F",
-                   help="FACT adapter strength for --photo (default 0.55; 0 = base model)")
-    p.add_argument("--face-index", action="append", type=int, metavar="I",
-                   help="face to replace (left-to-right number); repeat, one per --person, in the same order")
-    p.add_argument("-o", "--output", default="inpaint-results", help="output folder (default: ./inpaint-results)")
-    p.add_argument("--config", dest="config_file", metavar="YAML", help="config file with an 'inpaint:' section")
-    p.add_argument("-n", "--num-images", type=int, help="candidates per face, ranked by similarity (default 2)")
-    p.add_argument("--seed", type=int, help="random seed (candidate k uses seed + k)")
-    p.add_argument("--style", help="style whose prompt to use (name or YAML file)")
-    p.add_argument("--prompt", help="extra prompt text after the trigger word")
-    p.add_argument("--negative-prompt", help="negative prompt (default: facechain's)")
-    p.add_argument("--strength", type=float, help="stage-2 denoising strength from the template latent (default 0.65)")
-    p.add_argument("--steps", type=int, help="diffusion steps (default 30)")
-    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default 7)")
-    p.add_argument("--resolution", type=int, help="side of the square work crop SD sees (default 512)")
-    p.add_argument("--face-weight", type=float, help="face LoRA weight (default 0.95)")
-    p.add_argument("--base-model", help="base model: folder, .safetensors or hub id (default: the identity's)")
-    p.add_argument("--openpose-controlnet", help="OpenPose ControlNet: folder or hub id (registry: openpose-controlnet)")
-    p.add_argument("--canny-controlnet", help="Canny ControlNet: folder or hub id (registry: canny-controlnet)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", help="auto (default: fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16")
-    p.add_argument("--min-face-size", type=int, help="refuse template faces smaller than this, px (default 48)")
-    p.add_argument("--mask", choices=["head", "landmarks"],
-                   help="region to redraw: head (face + hair, default) or landmarks (face hull + forehead; keeps the hair)")
-    p.add_argument("--no-seam-correction", dest="seam_correction", action="store_const", const=False,
-                   help="do not add the VAE round-trip error back when pasting (for comparison)")
-    p.add_argument("--no-fusion", dest="fuse_faces", action="store_const", const=False,
-                   help="skip face fusion after the two stages")
-    p.add_argument("--save-intermediates", action="store_const", const=True,
-                   help="also write every stage's images (crops, masks, control images, candidates)")
+    options.add(p, options.use("person", repeat=True, help="trained identity (name or folder); repeat for several "
+                                                           "faces (default: the newest identity)"),
+                "style",
+                options.use("prompt", help="prompt text after the trigger word (with --style: replaces its prompt)"),
+                "negative_prompt", "face_weight")
+    options.add(p, options.use("photo", repeat=True, help="a photo of the person (instead of --person; FACT adapter, "
+                                                          "no training); repeat for several photos of the same "
+                                                          "person; replaces one face"),
+                "adapter", "adapter_scale", group="train-free identity (FACT face adapter, instead of --person)")
+    options.add(p, options.use("face_index", repeat=True), options.use("min_face_size", help="refuse template faces "
+                "smaller than this, px (default 48)"), "mask", "seam_correction", "save_intermediates")
+    options.add(p, options.use("num_images", help="candidates per face, ranked by similarity"),
+                options.use("seed", help="seed of the first candidate; candidate k uses seed+k (default: random, "
+                                         "recorded)"),
+                options.use("steps", help="diffusion steps (default: the recipe's, 30)"),
+                "guidance_scale",
+                options.use("size", square=True, help="side of the square work crop SD sees, px (default 512)"),
+                "strength")
+    options.add(p, options.use("base_model", help="base model: folder, .safetensors or hub id (default: the "
+                                                  "identity's)"),
+                "openpose_controlnet", "canny_controlnet")
+    options.add(p, "fusion")
+    options.add(p, "device", "dtype")
+    options.add(p, options.use("output", help="output folder (default: a new ./outputs/<time>-inpaint); an existing "
+                                              "non-empty one is refused without --overwrite"),
+                options.use("overwrite", help="replace an existing portraits folder"),
+                options.use("config", help="YAML config file with an 'inpaint:' section (flags win)"), "quiet", "json")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..inpainting.api import inpaint
+    from ..results import default_output_dir
+    from .portraits_table import config_value, print_portraits
 
-    result = inpaint(
-        args.template, args.person, photo=args.photo, adapter=args.adapter, adapter_scale=args.adapter_scale,
-        face_index=args.face_index, output=args.output, config_file=args.config_file,
-        num_images=args.num_images, seed=args.seed, style=args.style, prompt=args.prompt,
-        negative_prompt=args.negative_prompt, strength=args.strength, steps=args.steps,
-        guidance_scale=args.guidance_scale, resolution=args.resolution, face_weight=args.face_weight,
-        base_model=args.base_model, openpose_controlnet=args.openpose_controlnet,
-        canny_controlnet=args.canny_controlnet, device=args.device, dtype=args.dtype,
-        min_face_size=args.min_face_size, mask=args.mask, seam_correction=args.seam_correction, fuse_faces=args.fuse_faces,
-        save_intermediates=args.save_intermediates,
-    )
-    # Warnings were logged as they happened (and are kept in inpaint.json).
-    for path, rec in zip(result.images, result.records):
-        sim = "n/a" if rec["similarity"] is None else f"{rec['similarity']:.3f}"
-        faces = ", ".join(f"face {f['face_index']}={f['person']}" for f in rec["faces"])
-        print(f"{path}  similarity {sim}  ({faces})")
-    print(f"summary: {result.summary_path}")
+    keywords = {k: getattr(args, k) for k in INPAINT_OPTIONS}
+    if keywords["output"] is None and config_value(args.config, "inpaint", "output") is None:
+        keywords["output"] = default_output_dir("inpaint")
+    result = inpaint(args.template, **keywords)
+    print_portraits(result, args.json)
     return 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import options
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser("list", parents=[common], help="list trained identities",
-                       description="List the identities in $FACECHAIN_HOME/identities (newest first): name, "
-                                   "base model, number of training photos, trigger word, date.")
-    p.add_argument("--json", action="store_true", help="print one JSON object per identity")
+    p = options.verb_parser(sub, common, "list", help="list trained identities",
+                            description="List the identities in $FACECHAIN_HOME/identities (newest first): name, "
+                                        "base model, number of training photos, trigger word, date.")
+    options.add(p, options.use("json", help="print one JSON object per identity"))
     p.set_defaults(func=run)
 
 

@@ -3,53 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from .. import options
+
+ADAPTER_OPTIONS = ("config", "base_model", "face_encoder", "adapter_init", "variant", "size", "steps", "batch_size",
+                   "learning_rate", "fair_weight", "shuffle_prob", "drop_prob", "caption", "checkpoint_every", "seed",
+                   "device", "dtype", "head_mask", "resume", "overwrite", "quiet")
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser(
-        "train-adapter", parents=[common], help="train the FACT face adapter on photos of many people",
+    p = options.verb_parser(
+        sub, common, "train-adapter", help="train the FACT face adapter on photos of many people",
         description="Train the train-free FACT face adapter (resampler + gated layers; base model and face encoder "
                     "stay frozen) with denoising + FAIR loss, face shuffle and face drop. DATASET holds one "
                     "sub-folder of photos per person. Checkpoints go to OUTPUT.work/ (resume with --resume).",
     )
     p.add_argument("dataset", metavar="DATASET", help="folder with one sub-folder of photos per person")
-    p.add_argument("-o", "--output", help="output folder (default: $FACECHAIN_HOME/adapters/fact-<DATASET name>)")
-    p.add_argument("--config", help="YAML config file (section 'adapter:'; see configs/adapter.yaml)")
-    p.add_argument("--base-model", help="base SD model (registry name, folder, .safetensors or hub id)")
-    p.add_argument("--face-encoder", help="face encoder: FACT folder, our face_encoder.safetensors or the published TransFace .pt")
-    p.add_argument("--adapter-init", help="start from these adapter weights (ours or a published .ckpt)")
-    p.add_argument("--variant", choices=["film", "maj"], help="published adapter a folder reference means (default film)")
-    p.add_argument("--resolution", type=int, help="training image size in px (default 512)")
-    p.add_argument("--steps", type=int, help="optimizer steps (default 2000)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", dest="learning_rate", type=float, help="learning rate (default 1e-4)")
-    p.add_argument("--fair-weight", type=float, help="λ of the FAIR loss (default 0.01)")
-    p.add_argument("--shuffle-prob", type=float, help="probability that the condition is another photo of the person (default 0.5)")
-    p.add_argument("--drop-prob", type=float, help="probability of dropping the face tokens, for CFG (default 0.1)")
-    p.add_argument("--caption", help="training caption (default 'a photo of a person')")
-    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default 500)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
-    p.add_argument("--dtype", help="fp32 (default), bf16, fp16: precision of the frozen parts")
-    p.add_argument("--head-mask", choices=["grabcut", "m2fp", "landmarks"],
-                   help="head mask of the photos: grabcut (offline face + hair, default), m2fp (ModelScope), landmarks")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT.work/")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    options.add(p, options.use("output", help="output folder (default: $FACECHAIN_HOME/adapters/fact-<DATASET name>)"),
+                options.use("config", help="YAML config file (section 'adapter:'; see configs/adapter.yaml)"),
+                options.use("overwrite", help="replace an existing output folder"),
+                options.use("resume", help="continue from the newest checkpoint in OUTPUT.work/"), "quiet", "json")
+    options.add(p, "base_model", "face_encoder", "adapter_init", "variant", "caption", "fair_weight", "shuffle_prob",
+                "drop_prob", "head_mask", group="adapter training")
+    options.add(p, options.use("size", square=True, help="training image size in px (default 512)"),
+                options.use("steps", help="optimizer steps (default 2000)"),
+                options.use("batch_size", help="training batch size (default 1)"),
+                options.use("learning_rate", help="learning rate (default 1e-4)"),
+                options.use("checkpoint_every", help="steps between resumable checkpoints (default 500)"),
+                options.use("seed", help="random seed (default: the recipe's, 0)"),
+                options.use("device"),
+                options.use("dtype", help="precision of the frozen parts: auto (the recipe's: fp32), fp32, bf16 or "
+                                          "fp16"),
+                group="training")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..fact.training import train_adapter
 
-    result = train_adapter(
-        args.dataset, args.output, config=args.config, base_model=args.base_model, face_encoder=args.face_encoder,
-        adapter_init=args.adapter_init, variant=args.variant, resolution=args.resolution, steps=args.steps,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, fair_weight=args.fair_weight,
-        shuffle_prob=args.shuffle_prob, drop_prob=args.drop_prob, caption=args.caption,
-        checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device, dtype=args.dtype, head_mask=args.head_mask,
-        resume=args.resume, overwrite=args.overwrite, progress=args.progress,
-    )
+    result = train_adapter(args.dataset, args.output, **{k: getattr(args, k) for k in ADAPTER_OPTIONS})
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
     people = ", ".join(f"{k} ({v})" for k, v in sorted(result.people.items()))
     print(f"trained FACT adapter: {result.output} ({result.steps} steps, final loss {result.final_loss:.4f})")
     print(f"people: {people}")

@@ -1,7 +1,9 @@
 """Entry point of the ``facechain`` console script.
 
-Each verb lives in ``facechain/cli/cmd_<verb>.py`` and exposes ``register(subparsers)``, which
-adds its parser with ``set_defaults(func=run)``; ``run(args)`` returns the exit code.
+Each verb lives in ``facechain/cli/cmd_<verb>.py`` and exposes ``register(subparsers, common)``,
+which builds its parser from the option vocabulary (:mod:`facechain.options`: one spelling and
+default per option in every verb) with ``set_defaults(func=run)``; ``run(args)`` calls the verb's
+Python function with the same keywords, prints, and returns the exit code.
 User mistakes (:class:`FacechainError`) print one line and exit with their code (2 by default,
 1 when there was nothing usable to work on); tracebacks only with ``--verbose``.
 """
@@ -18,7 +20,7 @@ import signal
 import sys
 import traceback
 
-from .. import __version__
+from .. import __version__, options
 from ..errors import FacechainError, translate
 
 VERB_MODULES = [
@@ -33,6 +35,8 @@ VERB_MODULES = [
     "cmd_inpaint",
     "cmd_train_adapter",
     "cmd_models",
+    "cmd_talk",
+    "cmd_export",
 ]
 
 
@@ -47,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facechain", description="Identity-preserving portraits from a few personal photos.")
     parser.add_argument("--version", action="version", version=f"facechain {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="show details and tracebacks")
-    common.add_argument("--offline", action="store_true", help="never download models; use only local/cached files")
+    options.add(common, "verbose", "offline")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     for name in VERB_MODULES:
@@ -109,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, verbose: bool) -> int:
     try:
-        code = args.func(args)
+        with options.cli_door():  # option errors name flags (--guidance-scale), not keywords
+            options.validate_args(args)  # bad values fail here, before any model loads
+            code = args.func(args)
         return int(code or 0)
     except FacechainError as e:
         return _fail(args.verb, e, verbose)

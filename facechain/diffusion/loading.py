@@ -1,6 +1,7 @@
 """Load a Stable Diffusion base model from any reference the model store understands.
 
-A diffusers folder (``model_index.json``), a single-file ``.safetensors`` checkpoint, or a hub id.
+A diffusers folder (``model_index.json``), a single-file ``.safetensors`` checkpoint (SD 1.5 or
+SDXL, loaded offline with the shipped configs of :mod:`.checkpoints`), or a hub id.
 Errors are :class:`ModelNotFoundError` / :class:`InputError` with a one-line reason.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError, ModelNotFoundError, translate
+from ..errors import InputError, translate
 from ..models.store import ModelRef, ModelStore, default_store
 from ..textfiles import read_json
 from ..weight_files import check_safetensors
@@ -54,8 +55,39 @@ def _diffusers_takes_dtype() -> bool:
     return (major, minor) >= (0, 36)
 
 
-def resolve_model_path(reference: str | Path, name: str, store: ModelStore | None = None) -> Path:
-    return (store or default_store()).resolve(reference, name=name)
+def resolve_model_path(reference: str | Path, name: str, store: ModelStore | None = None, kind: str | None = None) -> Path:
+    """Local path of a model reference; a hub model of ``kind`` downloads just that layout's files."""
+    return (store or default_store()).resolve(reference, name=name, kind=kind)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return f"{type(e).__name__}: {first[:200]}" if first else type(e).__name__
+
+
+def _single_file_pipeline(path: Path, cls: Any, common: dict[str, Any], config: str | Path | None, store: ModelStore | None):
+    """``cls.from_single_file`` with a local config: the shipped one for the detected architecture."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from .checkpoints import config_dir, pipeline_family
+
+    family = pipeline_family(path)
+    if config is None:
+        config = config_dir(family, (store or default_store()).cache_dir)
+    if cls is None:
+        from diffusers import StableDiffusionPipeline
+
+        cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    elif family == "sdxl" and "XL" not in cls.__name__:
+        raise InputError(path, f"an SDXL checkpoint; this step needs an SD 1.5 model ({cls.__name__})")
+    if family == "sdxl":
+        for key in ("safety_checker", "requires_safety_checker", "feature_extractor"):
+            common.pop(key, None)  # SDXL pipelines have none
+    try:
+        return cls.from_single_file(str(path), config=str(config), local_files_only=True, **common)
+    except Exception as e:  # wrong architecture for the config, truncated file, ...
+        raise InputError(path, f"cannot load this {family.upper()} checkpoint ({_one_line(e)})") from None
 
 
 def load_sd_pipeline(
@@ -65,33 +97,30 @@ def load_sd_pipeline(
     dtype: torch.dtype = torch.float32,
     store: ModelStore | None = None,
     name: str = "base model",
+    config: str | Path | None = None,
     **kwargs: Any,
 ):
     """Build ``pipeline_cls`` (default ``StableDiffusionPipeline``) from a base-model reference.
 
-    The safety checker is not loaded (it is a separate download and blanks portraits).
+    A single-file checkpoint (``.safetensors``; ``.ckpt`` read with ``weights_only``) loads with
+    no network: SD 1.5 vs SDXL is told from its keys and the shipped config of that architecture is
+    used (``config``: another diffusers config folder). The safety checker is not loaded (it is a
+    separate download and blanks portraits).
     """
     quiet_ml_logs()
     from diffusers import StableDiffusionPipeline
 
-    cls = pipeline_cls or StableDiffusionPipeline
-    path = resolve_model_path(reference, name, store)
-    common = dict(_dtype_kwarg(cls, dtype), safety_checker=None, requires_safety_checker=False, feature_extractor=None)
+    path = resolve_model_path(reference, name, store, kind="pipeline")
+    common = dict(_dtype_kwarg(pipeline_cls or StableDiffusionPipeline, dtype), safety_checker=None,
+                  requires_safety_checker=False, feature_extractor=None)
     common.update(kwargs)
     if path.is_file():
         if path.suffix.lower() not in (".safetensors", ".ckpt"):
             raise InputError(path, "a single-file base model must be a .safetensors (or .ckpt) checkpoint")
         if path.suffix.lower() == ".ckpt":
-            log.warning("%s: .ckpt checkpoints are pickles; prefer .safetensors", path)
-        try:
-            return cls.from_single_file(str(path), **common)
-        except Exception as e:
-            raise ModelNotFoundError(
-                name, str(path),
-                "single-file loading needs the SD 1.5 config from the Hugging Face hub once; "
-                "convert it to a diffusers folder on a connected machine, or pass a diffusers folder",
-                f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}",
-            ) from None
+            log.warning("%s: .ckpt checkpoints are pickles (read with weights_only=True); prefer .safetensors", path)
+        return _single_file_pipeline(path, pipeline_cls, common, config, store)
+    cls = pipeline_cls or StableDiffusionPipeline
     if not (path / "model_index.json").exists():
         raise InputError(path, "not a diffusers model folder (no model_index.json)")
     check_model_folder(path, "model_index.json")
@@ -114,18 +143,30 @@ def _load_error(path: Path, error: Exception) -> InputError:
     if isinstance(known, InputError):
         return known
     if isinstance(error, (OSError, ValueError, KeyError, RuntimeError)):
-        return InputError(path, f"cannot load diffusers model: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}")
+        return InputError(path, f"cannot load diffusers model: {_one_line(error)}")
     raise error
 
 
-def load_controlnet(reference: str | Path, *, dtype: torch.dtype = torch.float32, store: ModelStore | None = None, name: str = "controlnet"):
+def load_controlnet(reference: str | Path, *, dtype: torch.dtype = torch.float32, store: ModelStore | None = None,
+                    name: str = "controlnet", config: str | Path | None = None):
+    """A ControlNet from a diffusers folder, a hub id, or a single-file checkpoint (offline, like pipelines)."""
     quiet_ml_logs()
     from diffusers import ControlNetModel
 
-    path = resolve_model_path(reference, name, store)
+    path = resolve_model_path(reference, name, store, kind="controlnet")
     kw = _dtype_kwarg(ControlNetModel, dtype)
     if path.is_file():
-        return ControlNetModel.from_single_file(str(path), **kw)
+        from .checkpoints import config_dir, controlnet_family
+
+        if path.suffix.lower() not in (".safetensors", ".ckpt", ".pth"):
+            raise InputError(path, "a single-file ControlNet must be a .safetensors (or .pth/.ckpt) checkpoint")
+        family = controlnet_family(path)
+        if config is None:
+            config = config_dir(f"controlnet-{family}", (store or default_store()).cache_dir)
+        try:
+            return ControlNetModel.from_single_file(str(path), config=str(config), local_files_only=True, **kw)
+        except Exception as e:
+            raise InputError(path, f"cannot load this {family.upper()} ControlNet checkpoint ({_one_line(e)})") from None
     if not (path / "config.json").exists():
         raise InputError(path, "not a diffusers ControlNet folder (no config.json)")
     check_model_folder(path, "config.json")

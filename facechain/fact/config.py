@@ -88,6 +88,18 @@ MANIFEST_FILE = "fact.json"
 #: Adapter scale the reference used: 0.5 for text-to-image, 0.55 for inpainting.
 DEFAULT_SCALE_GENERATE = 0.5
 DEFAULT_SCALE_INPAINT = 0.55
+#: The reference's FACT sampling recipe (text-to-image): 50 steps at guidance 5.
+DEFAULT_STEPS = 50
+DEFAULT_GUIDANCE = 5.0
+
+
+def variant_for_base_model(base_model: str | None) -> str:
+    """Which published adapter fits a base model: ``maj`` for majicmixRealistic bases, else ``film``.
+
+    The reference trained one adapter per base model family it ships (its film-grain portrait model
+    and majicmixRealistic); a style may name its variant explicitly (``fact_variant``).
+    """
+    return "maj" if base_model and "majicmix" in str(base_model).lower() else "film"
 
 
 @dataclass

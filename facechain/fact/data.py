@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import FacechainError, InputError, NoUsablePhotosError
 from ..image_io import IMAGE_SUFFIXES, list_images, load_image
+from ..progress import task as progress_task
 from ..types import Rejection
 from .encoder import FaceEncoder
 from .preprocess import MaskFn, prepare_face_photo
@@ -104,7 +104,10 @@ def build_dataset(root: Path, encoder: FaceEncoder, resolution: int, *, analyzer
     device = next(encoder.parameters()).device
     dtype = next(encoder.parameters()).dtype
     jobs = [(person, p) for person, paths in folders.items() for p in paths[:max_per_person]]
-    for person, path in tqdm(jobs, desc="analysing photos", unit="photo", disable=not progress):
+    bar = progress_task("analysing photos", total=len(jobs), unit="photo") if progress else None
+    for n, (person, path) in enumerate(jobs):
+        if bar is not None and n:
+            bar.update(1)
         try:
             image = load_image(path, max_side=max(640, 2 * resolution))  # enough pixels for the crop, fast detection
             photo = prepare_face_photo(image, analyzer=analyzer, mask_fn=mask_fn, name=str(path))
@@ -122,6 +125,9 @@ def build_dataset(root: Path, encoder: FaceEncoder, resolution: int, *, analyzer
             mask=torch.from_numpy(mask)[None].float(),
             face_tokens=tokens,
         ))
+    if bar is not None:
+        bar.update(1 if jobs else 0)
+        bar.close()
     if not people:
         first = rejections[0] if rejections else None
         why = f" (e.g. {first.source.name}: {first.reason})" if first else ""

@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from .. import options, progress
 from ..atomic import atomic_directory
 from ..config import config_to_dict, load_config
+from ..diffusion.vae import encode_posterior
 from ..errors import InputError, TrainingError, writing
 from ..locking import output_lock
 from ..outputs import OutputKind, announce, check_output, check_work_dir, claim_work_dir, guard_inputs, remove_work_dir
@@ -100,6 +101,9 @@ class AdapterTrainer:
         self.adapter.to(device, torch.float32).train()
         self.params = [p for p in self.adapter.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        # fp16 gradients through a half-precision UNet underflow without loss scaling (bf16 and
+        # fp32 have fp32's exponent range and need none); the adapter itself stays fp32.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.frozen_dtype == torch.float16)
         self.step = 0
         self.history: list[float] = []
         self.latents = self._encode_targets()
@@ -110,13 +114,12 @@ class AdapterTrainer:
                         return_tensors="pt").input_ids.to(self.device)
         return text_encoder(ids)[0].to(self.frozen_dtype)
 
-    @torch.no_grad()
     def _encode_targets(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """VAE posterior (mean, std) of every target image, computed once (the VAE is frozen)."""
         out = {}
         for photo in self.dataset.photos:
-            dist = self.vae.encode(photo.pixels[None].to(self.device, self.frozen_dtype)).latent_dist
-            out[id(photo)] = (dist.mean, dist.std)
+            mean, std = encode_posterior(self.vae, photo.pixels[None])
+            out[id(photo)] = (mean.to(self.frozen_dtype), std.to(self.frozen_dtype))
         return out
 
     # -- one step ------------------------------------------------------------------------------
@@ -141,9 +144,11 @@ class AdapterTrainer:
         if not torch.isfinite(loss):
             raise TrainingError(f"step {step}: the loss became {loss.item()} (lower the learning rate)")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients; a step with inf/NaN ones is skipped
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return {"loss": loss.item(), "mse": mse.item(), "fair": fair.item(),
                 "shuffled": sum(d.shuffled for d in draws), "dropped": sum(d.dropped for d in draws)}
 
@@ -187,7 +192,8 @@ class AdapterTrainer:
         dest = self.work_dir / f"{CKPT_PREFIX}{self.step:06d}"
         with atomic_directory(dest, overwrite=True) as tmp:
             save_safetensors(tmp / ADAPTER_FILE, self.adapter, self.adapter.config, "adapter")
-            torch.save({"optimizer": self.optimizer.state_dict()}, tmp / "training_state.pt")
+            torch.save({"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()},
+                       tmp / "training_state.pt")
             (tmp / "state.json").write_text(json.dumps({"step": self.step, "settings": self._settings(),
                                                         "history": self.history[-1000:]}, indent=1))
         for old in checkpoints(self.work_dir)[:-self.cfg.keep_checkpoints]:
@@ -204,12 +210,15 @@ class AdapterTrainer:
             if not isinstance(opt, dict) or "optimizer" not in opt or not isinstance(info.get("step"), int):
                 raise InputError(folder, "not a facechain FACT checkpoint")
         except InputError as e:
-            raise InputError(e.path, f"{e.reason}; unusable checkpoint: train without --resume to start over") from None
+            raise InputError(e.path, f"{e.reason}; unusable checkpoint: train without {options.spell_value('resume')} "
+                                     "to start over") from None
         if info.get("settings") != self._settings():
             changed = sorted(k for k in self._settings() if info.get("settings", {}).get(k) != self._settings()[k])
             raise InputError(folder, f"checkpoint was made with other settings ({', '.join(changed)}); train without resume")
         load_into(self.adapter, state, MappingReport(str(folder)))
         self.optimizer.load_state_dict(opt["optimizer"])
+        if opt.get("scaler"):
+            self.scaler.load_state_dict(opt["scaler"])
         self.step = int(info["step"])
         self.history = list(info.get("history", []))
 
@@ -224,7 +233,9 @@ class AdapterTrainer:
         cfg = self.cfg
         if self.work_dir is not None:
             self.work_dir.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="training FACT adapter", unit="step", disable=not self.progress)
+        bar = progress.task("training FACT adapter", total=cfg.steps, unit="step") if self.progress else None
+        if bar is not None and self.step:
+            bar.update(self.step, message=f"resumed at step {self.step}")
         start = time.perf_counter()
         last = float("nan")
         while self.step < cfg.steps:
@@ -232,14 +243,15 @@ class AdapterTrainer:
             self.step += 1
             last = row["loss"]
             self.history.append(last)
-            bar.update(1)
-            bar.set_postfix(loss=f"{last:.4f}", fair=f"{row['fair']:.3f}")
+            if bar is not None:
+                bar.update(1, message=f"loss {last:.4f}, fair {row['fair']:.3f}")
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 self._log({"step": self.step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()},
                            "lr": cfg.learning_rate, "seconds": round(time.perf_counter() - start, 2)})
             if self.work_dir is not None and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
-        bar.close()
+        if bar is not None:
+            bar.close()
         return last
 
 
@@ -271,11 +283,18 @@ def _load_components(reference: str, device: torch.device, dtype: torch.dtype) -
     return parts
 
 
-def _load_encoder(reference: str) -> FaceEncoder:
-    from .models import encoder_in_folder, load_encoder, resolve_reference
+def _encoder_file(reference: str) -> Path:
+    """The face encoder's weights file (a missing model fails here, before any work, in one line)."""
+    from .models import encoder_in_folder, resolve_reference
 
     path = resolve_reference(reference, "face encoder")
-    encoder, _ = load_encoder(encoder_in_folder(path) if path.is_dir() else path)
+    return encoder_in_folder(path) if path.is_dir() else path
+
+
+def _load_encoder(path: Path) -> FaceEncoder:
+    from .models import load_encoder
+
+    encoder, _ = load_encoder(path)
     return encoder
 
 
@@ -308,7 +327,7 @@ def train_adapter(
     face_encoder: str | None = None,
     adapter_init: str | None = None,
     variant: str | None = None,
-    resolution: int | None = None,
+    size: int | str | None = None,
     steps: int | None = None,
     batch_size: int | None = None,
     learning_rate: float | None = None,
@@ -318,20 +337,33 @@ def train_adapter(
     caption: str | None = None,
     checkpoint_every: int | None = None,
     seed: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
     head_mask: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = True,
+    quiet: bool = False,
     analyzer=None,
 ) -> AdapterTrainResult:
-    """Train a FACT adapter on ``dataset`` (one sub-folder of photos per person); see the module doc."""
-    overrides = dict(base_model=base_model, face_encoder=face_encoder, adapter_init=adapter_init, variant=variant,
-                     resolution=resolution, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                     fair_weight=fair_weight, shuffle_prob=shuffle_prob, drop_prob=drop_prob, caption=caption,
-                     checkpoint_every=checkpoint_every, seed=seed, device=device, dtype=dtype, head_mask=head_mask)
-    cfg = load_config(AdapterTrainConfig, "adapter", config, overrides)
+    """Train a FACT adapter on ``dataset`` (one sub-folder of photos per person); see the module doc.
+
+    The keywords are the ``facechain train-adapter`` flags; ``None`` means "the recipe's" (precedence:
+    keyword > ``config``'s ``adapter:`` section > :class:`AdapterTrainConfig`). ``size`` is the training
+    side in px (config field ``resolution``); ``device``/``dtype`` ``auto``: the config file's, else the
+    recipe's (``dtype`` fp32 for the frozen parts). ``quiet``: no progress.
+    """
+    from ..diffusion.device import resolve_device, resolve_dtype, training_dtype
+
+    given = options.validate(dict(
+        base_model=base_model, face_encoder=face_encoder, adapter_init=adapter_init, variant=variant, size=size,
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, fair_weight=fair_weight,
+        shuffle_prob=shuffle_prob, drop_prob=drop_prob, caption=caption, checkpoint_every=checkpoint_every, seed=seed,
+        device=device, dtype=dtype, head_mask=head_mask), square_size=True)
+    given["resolution"] = given.pop("size")
+    for key in ("device", "dtype"):
+        if given[key] == "auto":
+            given[key] = None  # not given: the config file's, else the recipe's
+    cfg = load_config(AdapterTrainConfig, "adapter", config, given)
     cfg.validate()
     dataset = Path(dataset)
     person_folders(dataset)  # a missing or empty dataset fails before anything is loaded
@@ -340,62 +372,59 @@ def train_adapter(
     # fail before any heavy work: not onto the dataset, over someone else's folder, or on a read-only disk
     note = check_output(output, FACT_ADAPTER, inputs=[dataset, config], overwrite=overwrite or resume)
     guard_inputs(work, [dataset])
-    with output_lock(output):
-        return _train_adapter_locked(cfg, dataset, output, work, note, resume, overwrite, progress, analyzer)
+    with output_lock(output):  # a second run into the same output fails at once
+        check_work_dir(work)  # a <output>.work the user made is never reused or removed
+        start_from = None
+        if resume:
+            found = checkpoints(work)
+            if not found:
+                raise InputError(work, f"no checkpoint to resume from (train without {options.spell_value('resume')})")
+            start_from = found[-1]
+        else:
+            claim_work_dir(work, output)
+        encoder_file = _encoder_file(cfg.face_encoder)
 
+        with progress.reporting(quiet=quiet):
+            dev = resolve_device(cfg.device)
+            dt = training_dtype(dev) if cfg.dtype == "auto" else resolve_dtype(dev, cfg.dtype)
+            torch.manual_seed(cfg.seed)
+            progress.say(f"loading face encoder {encoder_file}")
+            encoder = _load_encoder(encoder_file).to(dev)
+            if analyzer is None:
+                from ..perception import get_analyzer
 
-def _train_adapter_locked(cfg: AdapterTrainConfig, dataset: Path, output: Path, work: Path, note: str | None,
-                          resume: bool, overwrite: bool, progress: bool, analyzer) -> AdapterTrainResult:
-    from ..diffusion.device import resolve_device, resolve_dtype
+                analyzer = get_analyzer(cfg.detector)
+            from .preprocess import head_mask_fn
 
-    check_work_dir(work)  # a <output>.work the user made is never reused or removed
-    start_from = None
-    if resume:
-        found = checkpoints(work)
-        if not found:
-            raise InputError(work, "no checkpoint to resume from (train without --resume)")
-        start_from = found[-1]
-    else:
-        claim_work_dir(work, output)
+            data = build_dataset(dataset, encoder, cfg.resolution, analyzer=analyzer, mask_fn=head_mask_fn(cfg.head_mask),
+                                 max_per_person=cfg.max_photos_per_person)  # before the big base model: unusable photos fail fast
+            progress.say(f"loading base model {cfg.base_model}")
+            components = _load_components(cfg.base_model, dev, dt)
+            adapter = _initial_adapter(cfg, components["unet"], encoder)
+            trainer = AdapterTrainer(components, encoder, adapter, data, cfg, work, dev)
+            hooks = install_adapter(components["unet"], adapter, trainer.routing)
+            try:
+                if start_from is not None:
+                    trainer.resume(start_from)
+                final = trainer.train()
+            finally:
+                hooks.remove()
 
-    dev = resolve_device(cfg.device)
-    dt = resolve_dtype(dev, cfg.dtype)
-    torch.manual_seed(cfg.seed)
-    encoder = _load_encoder(cfg.face_encoder).to(dev)
-    if analyzer is None:
-        from ..perception import get_analyzer
+        people = {k: len(v) for k, v in data.people.items()}
+        manifest = {
+            "kind": "facechain-fact-adapter", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "dataset": str(dataset.resolve()), "people": people, "steps": trainer.step, "final_loss": final,
+            "training": config_to_dict(cfg), "fact_config": json.loads(adapter.config.to_json()),
+            "rejections": [r.to_json() for r in data.rejections],
+        }
+        from .checkpoint import save_safetensors
 
-        analyzer = get_analyzer(cfg.detector)
-    from .preprocess import head_mask_fn
-
-    data = build_dataset(dataset, encoder, cfg.resolution, analyzer=analyzer, mask_fn=head_mask_fn(cfg.head_mask),
-                         max_per_person=cfg.max_photos_per_person, progress=progress)  # before the big base model: unusable photos fail fast
-    components = _load_components(cfg.base_model, dev, dt)
-    adapter = _initial_adapter(cfg, components["unet"], encoder)
-    trainer = AdapterTrainer(components, encoder, adapter, data, cfg, work, dev, progress)
-    hooks = install_adapter(components["unet"], adapter, trainer.routing)
-    try:
-        if start_from is not None:
-            trainer.resume(start_from)
-        final = trainer.train()
-    finally:
-        hooks.remove()
-
-    people = {k: len(v) for k, v in data.people.items()}
-    manifest = {
-        "kind": "facechain-fact-adapter", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "dataset": str(dataset.resolve()), "people": people, "steps": trainer.step, "final_loss": final,
-        "training": config_to_dict(cfg), "fact_config": json.loads(adapter.config.to_json()),
-        "rejections": [r.to_json() for r in data.rejections],
-    }
-    from .checkpoint import save_safetensors
-
-    announce(note)
-    with atomic_directory(output, overwrite=overwrite or resume) as tmp:
-        save_safetensors(tmp / ADAPTER_FILE, adapter, adapter.config, "adapter", {"base_model": cfg.base_model})
-        save_safetensors(tmp / ENCODER_FILE, encoder, encoder.config, "encoder")
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-        if (work / LOG_FILE).exists():
-            shutil.copy2(work / LOG_FILE, tmp / LOG_FILE)
-    remove_work_dir(work)
-    return AdapterTrainResult(output, trainer.step, final, people, data.rejections)
+        announce(note)
+        with atomic_directory(output, overwrite=overwrite or resume) as tmp:
+            save_safetensors(tmp / ADAPTER_FILE, adapter, adapter.config, "adapter", {"base_model": cfg.base_model})
+            save_safetensors(tmp / ENCODER_FILE, encoder, encoder.config, "encoder")
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+            if (work / LOG_FILE).exists():
+                shutil.copy2(work / LOG_FILE, tmp / LOG_FILE)
+        remove_work_dir(work)
+        return AdapterTrainResult(output, trainer.step, final, people, data.rejections)

@@ -4,15 +4,18 @@
     >>> results = facechain.generate("alice", "cyberpunk", num_images=4, seed=1)
     >>> results.best.similarity, results.save("outputs/alice-cyberpunk")
 
-Resolves the identity, the style (+ ad-hoc overrides) and every model reference, builds (or
-reuses) the LoRA-fused pipeline, runs :class:`~facechain.generation.portrait.PortraitGenerator`
-and wraps the outcome in a :class:`~facechain.generation.results.PortraitSet`.
+The story: resolve the identity (or, with ``photo``, a train-free FACT identity), the style
+(+ ad-hoc overrides) and every model reference -> check the output folder -> take the cached base
+pipeline with this run's LoRAs fused, exclusively (one cache of loaded components per process,
+see :mod:`.pipeline_cache`) -> :class:`~facechain.generation.portrait.PortraitGenerator`
+(prompt -> denoise -> fuse face -> rank) -> :class:`~facechain.results.Portraits`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,27 +24,29 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .. import __version__
+from .. import __version__, progress
 from ..config import config_to_dict, load_config
 from ..diffusion.device import resolve_device, resolve_dtype
-from ..errors import ConfigError, FacechainError, InputError
+from ..errors import ConfigError, FacechainError, InputError, ModelNotFoundError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image
 from ..models.registry import DEFAULT_BASE_MODEL, MODELS
-from ..outputs import check_output
 from ..models.store import ModelStore, default_store
 from ..postprocess.fusion import FUSION_BACKENDS
+from ..results import Portrait, Portraits, check_output_folder
 from ..styles import Style, parse_size, resolve_style, resolve_style_lora
 from ..styles.style import WEIGHT_RANGE
 from .config import DEFAULT_STYLE, GenerateConfig
 from .lora import LoraSpec
-from .pipeline_cache import PIPELINES, LoraSet, PipelineKey, dtype_name
+from .pipeline_cache import LoraSet, PipelineCache, PipelineKey, default_cache, dtype_name
 from .portrait import GeneratedPortraits, GenerationRequest, PortraitGenerator
 from .prompt import PromptPair, build_prompt
-from .results import Portrait, PortraitSet
-from .samplers import set_sampler
+from .samplers import check_sampler, set_sampler
 
 log = logging.getLogger(__name__)
+
+#: The reference merges this realism LoRA into every style that has none of its own (SD 1.5 bases).
+REALISM_LORA = "realism-lora"
 
 
 class NoUsablePortraitsError(FacechainError):
@@ -50,48 +55,40 @@ class NoUsablePortraitsError(FacechainError):
     exit_code = 1
 
 
-def default_output_dir(style_name: str, root: Path | str = "outputs") -> Path:
-    """``./outputs/<YYYYmmdd-HHMMSS>-<style>``, with a numeric suffix if that folder exists already."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in style_name)[:40] or "style"
-    base = Path(root) / f"{stamp}-{safe}"
-    cand, n = base, 2
-    while cand.exists():
-        cand = base.with_name(f"{base.name}-{n}")
-        n += 1
-    return cand
-
-
-def _check(cfg: GenerateConfig, config_file: str | Path | None = None) -> None:
+def _check(cfg: GenerateConfig) -> None:
+    """Everything about the options a user can get wrong, before any model loads."""
     if cfg.num_images < 1:
-        raise ConfigError(f"--num-images must be at least 1, got {cfg.num_images}")
+        raise ConfigError(f"num_images must be at least 1, got {cfg.num_images}")
     if cfg.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+        raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
     if cfg.fusion not in FUSION_BACKENDS + ("none",):
-        raise ConfigError(f"--fusion {cfg.fusion}: unknown (known: {', '.join(FUSION_BACKENDS + ('none',))})")
+        raise ConfigError(f"fusion '{cfg.fusion}' is unknown (known: {', '.join(FUSION_BACKENDS + ('none',))})")
+    for name in ("fusion_strength", "pose_strength", "min_face_fraction", "guidance_scale", "face_weight", "style_weight",
+                 "adapter_scale"):
+        v = getattr(cfg, name)
+        if v is not None and not math.isfinite(v):
+            raise ConfigError(f"{name} must be a finite number, got {v}")
     if not 0.0 <= cfg.fusion_strength <= 1.0:
-        raise ConfigError(f"--fusion-strength must be between 0 and 1, got {cfg.fusion_strength}")
+        raise ConfigError(f"fusion_strength must be between 0 and 1, got {cfg.fusion_strength}")
     for name in ("face_weight", "style_weight"):
         v = getattr(cfg, name)
         if v is not None and not WEIGHT_RANGE[0] <= v <= WEIGHT_RANGE[1]:
-            raise ConfigError(f"--{name.replace('_', '-')} must be between {WEIGHT_RANGE[0]} and {WEIGHT_RANGE[1]}, got {v}")
+            raise ConfigError(f"{name} must be between {WEIGHT_RANGE[0]} and {WEIGHT_RANGE[1]}, got {v}")
     if cfg.steps is not None and cfg.steps < 1:
-        raise ConfigError(f"--steps must be at least 1, got {cfg.steps}")
-    if cfg.guidance is not None and cfg.guidance < 0:
-        raise ConfigError(f"--guidance must not be negative, got {cfg.guidance}")
+        raise ConfigError(f"steps must be at least 1, got {cfg.steps}")
+    if cfg.guidance_scale is not None and cfg.guidance_scale < 0:
+        raise ConfigError(f"guidance_scale must not be negative, got {cfg.guidance_scale}")
     if cfg.photo and (cfg.person or cfg.face_lora):
-        raise ConfigError("--photo (train-free FACT) replaces --person/--face-lora; give one or the other")
+        raise ConfigError("photo (train-free FACT) replaces person/face_lora; give one or the other")
     if cfg.adapter_scale is not None and not 0.0 <= cfg.adapter_scale <= 2.0:
-        raise ConfigError(f"--adapter-scale must be between 0 and 2, got {cfg.adapter_scale}")
+        raise ConfigError(f"adapter_scale must be between 0 and 2, got {cfg.adapter_scale}")
     if cfg.seed is not None and not 0 <= cfg.seed < 2**63 - cfg.num_images:
-        raise ConfigError(f"--seed must be a non-negative integer, got {cfg.seed}")
-    out = Path(cfg.output) if cfg.output else None
-    if out is not None and out.exists() and (out.is_file() or any(out.iterdir())):
-        raise InputError(out, "already exists and is not empty; facechain never overwrites portraits, choose another --output")
-    if cfg.output:  # before any model loads: not on an input, not over a folder, writable, room for the PNGs
-        w, h = parse_size(cfg.size, "--size") if cfg.size else (512, 512)
-        check_output(cfg.output, inputs=[cfg.person, *(cfg.photo or []), cfg.pose, cfg.face_lora, cfg.style_lora,
-                                         cfg.style, config_file], need_bytes=cfg.num_images * w * h * 3 // 2)
+        raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed}")
+    if cfg.sampler is not None:
+        check_sampler(cfg.sampler)
+    w, h = parse_size(cfg.size, "size") if cfg.size is not None else (512, 512)
+    check_output_folder(cfg.output, cfg.overwrite, need_bytes=cfg.num_images * w * h * 3 // 2,  # room for the PNGs
+                        inputs=[cfg.person, *(cfg.photo or []), cfg.pose, cfg.face_lora, cfg.style_lora, cfg.style])
 
 
 def _pose_condition(pose: str | Path | np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -137,7 +134,7 @@ class RunPlan:
     width: int
     height: int
     steps: int
-    guidance: float
+    guidance_scale: float
     sampler: str
     base_model: str  # the reference as given
     base_path: Path  # where the model store found it
@@ -146,23 +143,48 @@ class RunPlan:
     loras: list[LoraSpec]  # what gets fused (weight-0 LoRAs left out)
     seeds: list[int]
     pose: str | np.ndarray | None
+    fact_variant: str | None = None  # with photos: the FACT adapter variant for this base model
+    warnings: list[str] | None = None
+
+
+def _realism_lora(style: Style, base_path: Path, store: ModelStore, warnings: list[str]) -> LoraSpec | None:
+    """The reference's default realism LoRA for a style without a LoRA of its own (SD 1.5 bases only)."""
+    if style.style_lora or style.style_weight == 0.0 or _is_sdxl_folder(base_path):
+        return None
+    spec = MODELS.get(REALISM_LORA)
+    if spec is None:
+        return None
+    try:
+        path = resolve_style_lora(spec.reference, store, label=REALISM_LORA)
+    except (ModelNotFoundError, InputError) as e:
+        warnings.append(f"style '{style.name}' has no LoRA and the reference's realism LoRA is not available "
+                        f"({str(e).split(';')[0]}); generating without it — 'facechain models download {REALISM_LORA}'")
+        return None
+    return LoraSpec("style", path, style.style_weight)
+
+
+def _is_sdxl_folder(path: Path) -> bool:
+    return (Path(path) / "text_encoder_2").is_dir()
 
 
 def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose: str | np.ndarray | None,
              store: ModelStore) -> RunPlan:
     """Resolve style, sampling settings and model references (precedence: options > style > defaults)."""
-    the_style = resolve_style(style if style is not None else cfg.style, style_prompt=cfg.style_prompt,
+    from ..fact import config as fact_config
+
+    warnings: list[str] = []
+    the_style = resolve_style(style if style is not None else cfg.style, prompt=cfg.prompt,
                               style_lora=cfg.style_lora, style_weight=cfg.style_weight,
-                              default=None if cfg.style_prompt else DEFAULT_STYLE)
-    width, height = parse_size(cfg.size, "--size") if cfg.size else the_style.size
+                              default=None if cfg.prompt else DEFAULT_STYLE)
+    width, height = parse_size(cfg.size, "size") if cfg.size else the_style.size
     face_weight = the_style.face_weight if cfg.face_weight is None else cfg.face_weight
     base_ref = str(cfg.base_model or the_style.base_model or identity.base_model)
-    base_path = store.resolve(base_ref, name="base model")
+    base_path = store.resolve(base_ref, name=_base_label(base_ref))
     if base_ref != str(identity.base_model):
         log.info("face LoRA of '%s' was trained on %s; generating on %s", identity.name, identity.base_model, base_ref)
     loras: list[LoraSpec] = []
     face_lora = None
-    if not cfg.photo:  # with --photo the FACT adapter carries the identity
+    if not cfg.photo:  # with photo the FACT adapter carries the identity
         face_lora = Path(cfg.face_lora).expanduser() if cfg.face_lora else identity.lora_path
         if not face_lora.exists():
             raise InputError(face_lora, "face LoRA not found")
@@ -170,16 +192,40 @@ def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose:
     if the_style.style_lora:
         path = resolve_style_lora(the_style.style_lora, store, label=f"style LoRA of '{the_style.name}'")
         loras.append(LoraSpec("style", path, the_style.style_weight))
+    else:
+        realism = _realism_lora(the_style, Path(base_path), store, warnings)
+        if realism is not None:
+            loras.append(realism)
     first_seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
+    steps, guidance = the_style.steps, the_style.guidance_scale
+    variant = None
+    if cfg.photo:  # the reference's FACT recipe unless the user says otherwise
+        steps, guidance = fact_config.DEFAULT_STEPS, fact_config.DEFAULT_GUIDANCE
+        variant = the_style.fact_variant or fact_config.variant_for_base_model(base_ref)
     return RunPlan(
         identity=identity, style=the_style,
         prompts=build_prompt(the_style, identity.trigger_word, identity.tags, cfg.negative_prompt),
-        width=width, height=height, steps=cfg.steps or the_style.steps,
-        guidance=the_style.guidance if cfg.guidance is None else cfg.guidance, sampler=cfg.sampler or the_style.sampler,
+        width=width, height=height, steps=cfg.steps or steps,
+        guidance_scale=guidance if cfg.guidance_scale is None else cfg.guidance_scale,
+        sampler=cfg.sampler or the_style.sampler,
         base_model=base_ref, base_path=Path(base_path), face_lora=face_lora, face_weight=face_weight,
         loras=[lo for lo in loras if lo.weight != 0.0],  # weight 0 is the same as not loading it
-        seeds=[first_seed + i for i in range(cfg.num_images)], pose=pose,
+        seeds=[first_seed + i for i in range(cfg.num_images)], pose=pose, fact_variant=variant, warnings=warnings,
     )
+
+
+def _base_label(reference: str) -> str:
+    """The registry name of a base-model reference (so the hint names a command that works)."""
+    for spec in MODELS.values():
+        if spec.reference == reference:
+            return spec.name
+    return reference
+
+
+def pipeline_key(base_path: Path, cfg: GenerateConfig) -> PipelineKey:
+    device = resolve_device(cfg.device)
+    dtype = dtype_name(resolve_dtype(device, cfg.dtype))
+    return PipelineKey(str(Path(base_path).resolve()), str(device), dtype, cfg.cpu_offload, cfg.vae_tiling, cfg.vae_slicing)
 
 
 @dataclass
@@ -192,20 +238,21 @@ class Pipelines:
     dtype: str = "fp32"
 
 
-def build_pipelines(plan: RunPlan, cfg: GenerateConfig, store: ModelStore) -> Pipelines:
-    """The cached base pipeline with this run's LoRAs fused, plus the pose ControlNet pipeline if asked."""
-    device = resolve_device(cfg.device)
-    dtype = dtype_name(resolve_dtype(device, cfg.dtype))
-    key = PipelineKey(str(plan.base_path.resolve()), str(device), dtype, cfg.cpu_offload, cfg.vae_tiling, cfg.vae_slicing)
-    pipe = PIPELINES.get(key, LoraSet(tuple(plan.loras), fused=cfg.fuse_lora))
+def build_pipelines(plan: RunPlan, cfg: GenerateConfig, store: ModelStore, cache: PipelineCache, key: PipelineKey) -> Pipelines:
+    """The cached base pipeline with this run's LoRAs fused, plus the pose ControlNet pipeline if asked.
+
+    Call with ``cache.lock`` held: the pipeline is this run's until sampling is done.
+    """
+    pipe = cache.get(key, LoraSet(tuple(plan.loras), fused=cfg.fuse_lora))
     set_sampler(pipe, plan.sampler)
-    out = Pipelines(pipe, device=str(device), dtype=dtype)
+    out = Pipelines(pipe, device=key.device, dtype=key.dtype)
     if plan.pose is not None:
         out.pose_condition = _pose_condition(plan.pose, (plan.width, plan.height))
         spec = MODELS["openpose-controlnet"]
         out.controlnet_ref = str(cfg.openpose_controlnet or spec.reference)
-        path = store.resolve(out.controlnet_ref, name=spec.name, allow_patterns=spec.allow_patterns)
-        out.controlnet_pipe = PIPELINES.controlnet_pipe(pipe, path, key)
+        path = store.resolve(out.controlnet_ref, name=spec.name if cfg.openpose_controlnet is None else out.controlnet_ref,
+                             allow_patterns=spec.allow_patterns)
+        out.controlnet_pipe = cache.controlnet_pipe(pipe, path, key)
         set_sampler(out.controlnet_pipe, plan.sampler)
     return out
 
@@ -213,15 +260,17 @@ def build_pipelines(plan: RunPlan, cfg: GenerateConfig, store: ModelStore) -> Pi
 def run_settings(plan: RunPlan, cfg: GenerateConfig, pipes: Pipelines) -> dict[str, Any]:
     """The run's parameters as recorded in portraits.json (and, per image, in the PNGs)."""
     style, pose = plan.style, plan.pose
+    style_lora = next((str(lo.path) for lo in plan.loras if lo.name == "style"), None)
+    style_weight = next((lo.weight for lo in plan.loras if lo.name == "style"), None)
     return {
-        "facechain_version": __version__, "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "verb": "generate", "facechain_version": __version__, "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "identity": plan.identity.name, "identity_path": str(plan.identity.path), "trigger_word": plan.identity.trigger_word,
         "style": style.name, "style_origin": style.origin, "style_file": str(style.path) if style.path else None,
         "prompt": plan.prompts.prompt, "negative_prompt": plan.prompts.negative_prompt,
         "base_model": plan.base_model, "face_lora": str(plan.face_lora) if plan.face_lora else None,
         "face_weight": plan.face_weight if plan.face_lora else None,
-        "style_lora": style.style_lora, "style_weight": style.style_weight if style.style_lora else None,
-        "fused_lora": cfg.fuse_lora, "steps": plan.steps, "guidance": plan.guidance, "sampler": plan.sampler,
+        "style_lora": style_lora, "style_weight": style_weight,
+        "fused_lora": cfg.fuse_lora, "steps": plan.steps, "guidance_scale": plan.guidance_scale, "sampler": plan.sampler,
         "size": f"{plan.width}x{plan.height}", "batch_size": cfg.batch_size, "seeds": plan.seeds,
         "device": pipes.device, "dtype": pipes.dtype,
         "pose": None if pose is None else ("array" if isinstance(pose, np.ndarray) else str(pose)),
@@ -233,7 +282,7 @@ def run_settings(plan: RunPlan, cfg: GenerateConfig, pipes: Pipelines) -> dict[s
 
 
 _PER_IMAGE = ("identity", "style", "prompt", "negative_prompt", "base_model", "face_lora", "face_weight", "style_lora",
-              "style_weight", "steps", "guidance", "sampler", "size", "pose", "fact")
+              "style_weight", "steps", "guidance_scale", "sampler", "size", "pose", "fact")
 
 
 def to_portraits(out: GeneratedPortraits, settings: dict[str, Any], fusion_strength: float) -> list[Portrait]:
@@ -241,12 +290,14 @@ def to_portraits(out: GeneratedPortraits, settings: dict[str, Any], fusion_stren
     portraits = []
     for r in out.ranking:
         fusion = out.fusion[r.index]
+        sim = None if r.similarity is None else round(float(r.similarity), 4)
         meta = {k: settings[k] for k in _PER_IMAGE}
-        meta.update(index=r.index, seed=out.seeds[r.index], similarity=None if r.similarity is None else round(float(r.similarity), 4),
-                    face_count=r.face_count, ok=r.ok, reason=r.reason,
+        meta.update(verb="generate", index=r.index, seed=out.seeds[r.index], similarity=sim, face_count=r.face_count,
+                    ok=r.ok, reason=r.reason,
                     fusion=None if fusion is None else {**fusion.to_json(), "strength": fusion_strength})
-        portraits.append(Portrait(Image.fromarray(out.images[r.index]), r.similarity, r.ok, r.reason, out.seeds[r.index], meta,
-                                  raw_image=Image.fromarray(out.raw[r.index])))
+        faces = [] if r.face is None else [{"bbox": [round(float(v), 1) for v in r.face.bbox], "similarity": sim}]
+        portraits.append(Portrait(Image.fromarray(out.images[r.index]), sim, out.seeds[r.index], r.ok, r.reason, faces,
+                                  meta, raw_image=Image.fromarray(out.raw[r.index])))
     return portraits
 
 
@@ -254,69 +305,135 @@ def generate(
     person: str | Path | Identity | None = None,
     style: str | Path | Style | None = None,
     *,
-    config_file: str | Path | None = None,
+    photo: str | Path | list[str | Path] | None = None,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    style_lora: str | Path | None = None,
+    style_weight: float | None = None,
+    face_weight: float | None = None,
+    face_lora: str | Path | None = None,
+    adapter: str | Path | None = None,
+    adapter_scale: float | None = None,
+    num_images: int = 4,
+    batch_size: int = 1,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    size: int | str | None = None,
+    sampler: str | None = None,
+    base_model: str | Path | None = None,
+    openpose_controlnet: str | Path | None = None,
+    fuse_lora: bool = True,
+    pose: str | Path | np.ndarray | None = None,
+    pose_strength: float = 1.0,
+    fusion: str = "landmark",
+    fusion_strength: float = 1.0,
+    strict: bool = False,
+    min_face_fraction: float = 0.15,
+    device: str = "auto",
+    dtype: str = "auto",
+    cpu_offload: bool = False,
+    vae_tiling: bool = False,
+    vae_slicing: bool = False,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    config: str | Path | None = None,
+    quiet: bool = False,
     analyzer: Any = None,
     store: ModelStore | None = None,
-    progress: bool = True,
-    **options: Any,
-) -> PortraitSet:
-    """Generate portraits of ``person`` (default: newest identity) in ``style``.
+    cache: PipelineCache | None = None,
+) -> Portraits:
+    """Portraits of ``person`` (default: the newest identity) in ``style`` (default: business_suit).
 
-    ``options`` are :class:`~facechain.generation.config.GenerateConfig` fields (``num_images=4``,
-    ``seed=1``, ``size="512x768"``, ``base_model=...``, ``pose=...`` (a path or an RGB array),
-    ``output=...`` ...), the same names as the CLI flags. With ``output`` the results are saved
-    there. Returns the portraits, best first; those without exactly one reasonably sized face are
-    flagged (or dropped with ``strict=True``, which raises :class:`NoUsablePortraitsError` when
-    none is left).
+    ``photo``: one or more photos of one person instead of a trained identity (train-free FACT
+    adapter). ``prompt`` replaces the style's prompt (or makes an ad-hoc style); ``{trigger}``
+    marks where the person goes. Unset ``steps``/``guidance_scale``/``size``/``sampler`` come from
+    the style (the reference's LoRA recipe: DPM singlestep, 40 steps, guidance 7; FACT: 50 steps,
+    guidance 5). ``pose``: a photo (or OpenPose image, or RGB array) whose pose to copy.
+    ``output``: save there (a fresh folder; an existing one only with ``overwrite=True``).
+    Options given here win over ``config`` (a YAML file's ``generate:`` section), which wins over
+    the style. Returns :class:`~facechain.results.Portraits`, best first; portraits without exactly
+    one reasonably sized face are flagged (or dropped with ``strict=True``, which raises
+    :class:`NoUsablePortraitsError` when none is left). ``cache``: the loaded-components cache
+    (default: the process-wide one, :func:`~facechain.generation.pipeline_cache.default_cache`).
     """
-    overrides = dict(options)
+    from .. import options
+
+    options.validate(dict(style=None if isinstance(style, Style) else style, prompt=prompt, face_weight=face_weight,
+                          adapter_scale=adapter_scale, num_images=num_images, seed=seed, steps=steps,
+                          guidance_scale=guidance_scale, size=size, sampler=sampler, device=device, dtype=dtype,
+                          fusion=fusion))
+    given = dict(prompt=prompt, negative_prompt=negative_prompt, style_lora=style_lora, style_weight=style_weight,
+                 face_weight=face_weight, face_lora=face_lora, adapter=adapter, adapter_scale=adapter_scale,
+                 num_images=num_images, batch_size=batch_size, seed=seed, steps=steps, guidance_scale=guidance_scale,
+                 size=size, sampler=sampler, base_model=base_model, openpose_controlnet=openpose_controlnet,
+                 fuse_lora=fuse_lora, pose_strength=pose_strength, fusion=fusion, fusion_strength=fusion_strength,
+                 strict=strict, min_face_fraction=min_face_fraction, device=device, dtype=dtype, cpu_offload=cpu_offload,
+                 vae_tiling=vae_tiling, vae_slicing=vae_slicing, output=output, overwrite=overwrite)
+    defaults = GenerateConfig()
+    # keyword > config file > default: a keyword left at its default does not hide the config file's value
+    overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items() if v != getattr(defaults, k, None)}
+    if photo is not None:
+        overrides["photo"] = [str(x) for x in ([photo] if isinstance(photo, (str, Path)) else photo)]
     if person is not None and not isinstance(person, Identity):
         overrides["person"] = str(person)
     if style is not None and not isinstance(style, Style):
         overrides["style"] = str(style)
-    pose = overrides.pop("pose", None)
     if isinstance(pose, (str, Path)):
         overrides["pose"] = pose = str(pose)
-    cfg = load_config(GenerateConfig, "generate", config_file, overrides)
+    cfg = load_config(GenerateConfig, "generate", config, overrides)
     pose = cfg.pose if pose is None else pose
-    _check(cfg, config_file)
-    store = store or default_store()
+    _check(cfg)
+    with progress.reporting(quiet=quiet):
+        return _generate(cfg, person if isinstance(person, Identity) else None, style if isinstance(style, Style) else None,
+                         pose, analyzer, store or default_store(), cache or default_cache())
 
-    # 1. who, which look, which models; 2. the (cached, LoRA-fused) pipelines
+
+def _generate(cfg: GenerateConfig, identity: Identity | None, style: Style | None, pose, analyzer, store: ModelStore,
+              cache: PipelineCache) -> Portraits:
+    # 1. who, which look, which models (one-line errors before any model loads)
     if cfg.photo:
         identity = photo_identity(cfg.photo, analyzer)
-    else:
-        identity = person if isinstance(person, Identity) else resolve_identity(cfg.person)
-    plan = plan_run(cfg, identity, style if isinstance(style, Style) else None, pose, store)
-    pipes = build_pipelines(plan, cfg, store)
-    fact = None
-    if cfg.photo:  # train-free: FACT face tokens from the photos (after the style LoRA was fused)
-        from ..fact import FactSession
-        from ..fact.config import DEFAULT_SCALE_GENERATE
+    elif identity is None:
+        identity = resolve_identity(cfg.person)
+    plan = plan_run(cfg, identity, style, pose, store)
+    fact_files = None
+    if cfg.photo:
+        from ..fact.models import locate_files
 
-        scale = DEFAULT_SCALE_GENERATE if cfg.adapter_scale is None else cfg.adapter_scale
-        fact = FactSession.from_photos(pipes.pipe, cfg.photo, adapter=cfg.adapter or "fact-adapter", scale=scale,
-                                       analyzer=analyzer, store=store)
+        fact_files = locate_files(cfg.adapter or "fact-adapter", variant=plan.fact_variant or "film", store=store)
+    key = pipeline_key(plan.base_path, cfg)
 
-    # 3. the paper's chain: prompt -> denoise -> fuse face -> rank
-    warnings: list[str] = []
+    # 2. the cached, LoRA-fused pipeline, held exclusively while sampling; 3. the paper's chain
+    warnings: list[str] = list(plan.warnings or [])
     template = _template(identity)
     if template is None:
         warnings.append(f"identity '{identity.name}' has no template face: face fusion skipped, ranking uses its stored embedding only")
-    generator = PortraitGenerator(
-        pipes.pipe, controlnet_pipe=pipes.controlnet_pipe, template_face=template, template_embedding=identity.embedding,
-        analyzer=analyzer, fuser=None if cfg.fusion == "none" else cfg.fusion, fusion_strength=cfg.fusion_strength,
-        min_face_fraction=cfg.min_face_fraction, progress=progress, fact=fact,
-    )
-    request = GenerationRequest(plan.prompts, plan.seeds, plan.width, plan.height, plan.steps, plan.guidance, cfg.batch_size,
-                                pipes.pose_condition, cfg.pose_strength)
-    out = generator(request)
+    with cache.lock:
+        pipes = build_pipelines(plan, cfg, store, cache, key)
+        fact = None
+        if fact_files is not None:  # train-free: FACT face tokens from the photos (after the style LoRA was fused)
+            from ..fact import FactSession
+            from ..fact.config import DEFAULT_SCALE_GENERATE
+
+            scale = DEFAULT_SCALE_GENERATE if cfg.adapter_scale is None else cfg.adapter_scale
+            fact = FactSession.from_photos(pipes.pipe, cfg.photo, adapter=cache.fact_model(fact_files, pipes.pipe.unet),
+                                           scale=scale, analyzer=analyzer, store=store)
+        generator = PortraitGenerator(
+            pipes.pipe, controlnet_pipe=pipes.controlnet_pipe, template_face=template, template_embedding=identity.embedding,
+            analyzer=analyzer, fuser=None if cfg.fusion == "none" else cfg.fusion, fusion_strength=cfg.fusion_strength,
+            min_face_fraction=cfg.min_face_fraction, fact=fact,
+        )
+        request = GenerationRequest(plan.prompts, plan.seeds, plan.width, plan.height, plan.steps, plan.guidance_scale,
+                                    cfg.batch_size, pipes.pose_condition, cfg.pose_strength)
+        out = generator.denoise(request)
+    out = generator.finish(out)  # fusion and ranking need no diffusion model: outside the lock
     warnings.extend(generator.warnings)
 
-    # 4. results, best first, with their metadata; flagged ones kept last or dropped (--strict)
+    # 4. results, best first, with their metadata; flagged ones kept last or dropped (strict)
     settings = run_settings(plan, cfg, pipes)
     if fact is not None:
-        settings["fact"] = fact.metadata()
+        settings["fact"] = {**fact.metadata(), "variant": plan.fact_variant}
     portraits = to_portraits(out, settings, cfg.fusion_strength)
     flagged = [p for p in portraits if not p.ok]
     reasons = "; ".join(sorted({p.reason or "flagged" for p in flagged}))
@@ -330,11 +447,11 @@ def generate(
                                          "Rerun without --strict to keep them flagged, or with more --num-images")
     for w in warnings:  # also in results.warnings (the CLI prints them)
         log.info(w)
-    timings = {"total": out.times.to_json(), "per_image": out.times.per_image(len(plan.seeds)), "pipeline_builds": PIPELINES.builds}
-    results = PortraitSet(portraits, settings, warnings, timings)
+    timings = {"total": out.times.to_json(), "per_image": out.times.per_image(len(plan.seeds)), "pipeline_builds": cache.builds}
+    results = Portraits(portraits, settings, warnings, timings)
     if cfg.output:
-        results.save(cfg.output)
+        results.save(cfg.output, overwrite=cfg.overwrite)
     return results
 
 
-__all__ = ["GenerateConfig", "NoUsablePortraitsError", "Portrait", "PortraitSet", "RunPlan", "default_output_dir", "generate", "plan_run"]
+__all__ = ["GenerateConfig", "NoUsablePortraitsError", "RunPlan", "generate", "plan_run"]

@@ -1,14 +1,16 @@
 """Settings of ``facechain generate``: every CLI flag is a field here and a keyword of ``generate()``.
 
 Precedence: keyword / CLI flag > the ``generate:`` section of ``--config FILE`` > the style's own
-values (steps, guidance, size, sampler, weights) > these defaults. ``None`` means "not set here".
+values (steps, guidance scale, size, sampler, weights) > these defaults. ``None`` means "not set
+here". With ``photo`` (FACT, train-free) unset ``steps``/``guidance_scale`` follow the reference's
+FACT recipe (50 steps, guidance 5) instead of the style's LoRA recipe.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: The style used when neither --style nor --style-prompt is given: the reference's default look.
+#: The style used when neither --style nor --prompt is given: the reference's default look.
 DEFAULT_STYLE = "business_suit"
 
 
@@ -16,8 +18,8 @@ DEFAULT_STYLE = "business_suit"
 class GenerateConfig:
     # who and which look
     person: str | None = None  # identity name or folder; None: the newest identity
-    style: str | None = None  # style name or YAML file; None: DEFAULT_STYLE unless style_prompt
-    style_prompt: str | None = None  # ad hoc style prompt (or replaces the style's prompt)
+    style: str | None = None  # style name or YAML file; None: DEFAULT_STYLE unless prompt
+    prompt: str | None = None  # ad hoc style prompt (or replaces the style's prompt)
     style_lora: str | None = None  # ad hoc style LoRA (or replaces the style's LoRA)
     style_weight: float | None = None
     face_weight: float | None = None
@@ -32,7 +34,7 @@ class GenerateConfig:
     batch_size: int = 1
     seed: int | None = None  # image i uses seed + i; None: a random seed (recorded)
     steps: int | None = None
-    guidance: float | None = None
+    guidance_scale: float | None = None
     size: str | None = None  # "512" or "WIDTHxHEIGHT"
     sampler: str | None = None
     # models (each overridable)
@@ -55,3 +57,4 @@ class GenerateConfig:
     vae_slicing: bool = False
     # output
     output: str | None = None  # None (Python): not saved unless .save(); the CLI picks ./outputs/<time>-<style>
+    overwrite: bool = False  # replace an existing portraits folder facechain wrote

@@ -68,6 +68,8 @@ def apply_loras(pipe, loras: list[LoraSpec], fuse: bool = True, unload: bool = T
     names = [lo.name for lo in active]
     pipe.set_adapters(names, adapter_weights=[float(lo.weight) for lo in active])
     if fuse:
+        if not unload:  # removable later: keep the exact base weights of every layer the fusing changes
+            pipe._facechain_base_weights = _snapshot_base_weights(pipe)
         pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
         if unload:
             pipe.unload_lora_weights()
@@ -75,7 +77,46 @@ def apply_loras(pipe, loras: list[LoraSpec], fuse: bool = True, unload: bool = T
 
 
 def remove_loras(pipe, fused: bool = True) -> None:
-    """Undo :func:`apply_loras` (``unload=False``): unfuse the adapters if they were fused, then drop them."""
-    if fused:
+    """Undo :func:`apply_loras` (``unload=False``): drop the adapters and give the base weights back.
+
+    Fused weights are restored from the exact copy taken before fusing (unfusing subtracts the delta
+    again, which leaves float rounding behind: after many switches between LoRA sets the base model
+    would drift, and the same request would no longer give the same image).
+    """
+    snapshot = getattr(pipe, "_facechain_base_weights", None)
+    if fused and snapshot is None:
         pipe.unfuse_lora()
     pipe.unload_lora_weights()
+    if snapshot is not None:
+        _restore_base_weights(pipe, snapshot)
+        pipe._facechain_base_weights = None
+
+
+_COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "transformer")
+
+
+def _snapshot_base_weights(pipe) -> dict[tuple[str, str], dict]:
+    """Copies of the base weights of every layer a loaded LoRA wraps (only those change when fusing)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    snap = {}
+    for comp in _COMPONENTS:
+        module = getattr(pipe, comp, None)
+        if module is None or not hasattr(module, "named_modules"):
+            continue
+        for name, layer in module.named_modules():
+            if isinstance(layer, BaseTunerLayer):
+                base = layer.get_base_layer()
+                snap[(comp, name)] = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    return snap
+
+
+def _restore_base_weights(pipe, snapshot: dict[tuple[str, str], dict]) -> None:
+    import torch
+
+    with torch.no_grad():
+        for (comp, name), tensors in snapshot.items():
+            layer = getattr(pipe, comp).get_submodule(name)
+            base = layer.get_base_layer() if hasattr(layer, "get_base_layer") else layer
+            for key, value in tensors.items():
+                base.get_parameter(key).copy_(value) if key in dict(base.named_parameters()) else base.get_buffer(key).copy_(value)

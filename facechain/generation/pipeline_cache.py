@@ -1,11 +1,20 @@
-"""Build the diffusers pipeline once per process and reuse it.
+"""One cache of loaded diffusion components per process, shared by every verb.
 
 The cache holds one base pipeline (a second SD model would double memory), keyed by base model,
 device, dtype and memory options, and remembers which LoRA set (files + weights) is fused into it.
 Fused LoRAs change the weights themselves, so a different LoRA set is applied by unfusing the old
 one first (the adapters are kept, merged, for exactly that); with CPU offload the pipeline is
-rebuilt instead. The OpenPose ControlNet pipeline is made from the base one with ``from_pipe``,
-sharing its (LoRA-fused) UNet, text encoder and VAE.
+rebuilt instead. ControlNet pipelines are made from the base one with ``from_pipe``, sharing its
+UNet, text encoder and VAE; ControlNets and FACT encoder/adapters are loaded once and kept.
+
+Thread safety: :meth:`PipelineCache.use` holds the cache's lock for the whole block in which a
+caller applies its LoRAs *and samples*, so two threads (a server's workers) can never unfuse
+weights or swap the scheduler under each other's denoising. Calls on one base model run one
+after the other; that is also what one GPU does anyway.
+
+The cache is explicit: :func:`default_cache` is the process-wide one the public functions use,
+:func:`set_default_cache` replaces it (tests, services), and every function also takes
+``cache=`` — nothing reaches for a hidden module global.
 """
 
 from __future__ import annotations
@@ -65,15 +74,29 @@ class PipelineCache:
         self._pipe = None
         self._loras: LoraSet | None = None
         self._controlnets: dict[tuple[str, str], object] = {}
+        self._controlnet_models: dict[tuple, object] = {}
+        self._fact_models: dict[tuple, object] = {}
         self.builds = 0  # how many times a base model was loaded (tests check reuse)
+        self.loads = 0  # ControlNets and FACT models loaded
 
     def clear(self) -> None:
         with self._lock:
             self._key, self._pipe, self._loras = None, None, None
             self._controlnets.clear()
+            self._fact_models.clear()  # adapters are sized for (and hooked into) that UNet
+
+    @contextlib.contextmanager
+    def use(self, key: PipelineKey, loras: LoraSet) -> Iterator[object]:
+        """The base pipeline for ``key`` with exactly ``loras`` applied, held exclusively in the block."""
+        with self._lock:
+            yield self.get(key, loras)
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
 
     def get(self, key: PipelineKey, loras: LoraSet):
-        """The base pipeline for ``key`` with exactly ``loras`` applied."""
+        """The base pipeline for ``key`` with exactly ``loras`` applied (hold :attr:`lock` while using it)."""
         with self._lock:
             if self._pipe is None or self._key != key:
                 self.clear()
@@ -102,6 +125,33 @@ class PipelineCache:
                     self._pipe.enable_model_cpu_offload(device=key.device)
             return self._pipe
 
+    def controlnet(self, path: str | Path, key: PipelineKey, name: str = "controlnet"):
+        """A ControlNet model, loaded once per (file, device, dtype) and kept."""
+        ck = (str(Path(path).resolve()), key.device, key.dtype, key.cpu_offload)
+        with self._lock:
+            if ck not in self._controlnet_models:
+                from .. import progress
+
+                progress.say(f"loading {name} {path}")
+                with _quiet_loading():
+                    model = load_controlnet(path, dtype=_DTYPES[key.dtype], name=name)
+                self._controlnet_models[ck] = model if key.cpu_offload else model.to(key.device)
+                self.loads += 1
+            return self._controlnet_models[ck]
+
+    def fact_model(self, files, unet):
+        """A FACT encoder + adapter for ``unet``, loaded once per (files, UNet) and kept."""
+        ck = (str(files.adapter), str(files.encoder), id(unet))
+        with self._lock:
+            if ck not in self._fact_models:
+                from .. import progress
+                from ..fact.models import load_fact
+
+                progress.say(f"loading FACT adapter {files.adapter}")
+                self._fact_models[ck] = load_fact(files, unet)
+                self.loads += 1
+            return self._fact_models[ck]
+
     def controlnet_pipe(self, base_pipe, controlnet_path: str | Path, key: PipelineKey):
         """A ControlNet pipeline sharing ``base_pipe``'s components (built once per ControlNet)."""
         from diffusers import StableDiffusionControlNetPipeline
@@ -109,11 +159,7 @@ class PipelineCache:
         ck = (str(controlnet_path), repr(self._loras.key if self._loras else None))
         with self._lock:
             if ck not in self._controlnets:
-                dtype = _DTYPES[key.dtype]
-                with _quiet_loading():
-                    controlnet = load_controlnet(controlnet_path, dtype=dtype, name="openpose-controlnet")
-                if not key.cpu_offload:
-                    controlnet = controlnet.to(key.device)
+                controlnet = self.controlnet(controlnet_path, key, name="openpose-controlnet")
                 pipe = StableDiffusionControlNetPipeline.from_pipe(base_pipe, controlnet=controlnet)
                 pipe.set_progress_bar_config(disable=True)
                 if key.cpu_offload:
@@ -123,8 +169,11 @@ class PipelineCache:
 
     @staticmethod
     def _build(key: PipelineKey):
+        from .. import progress
+
         quiet_ml_logs()
         log.info("loading base model %s (%s, %s)", key.base_model, key.device, key.dtype)
+        progress.say(f"loading base model {key.base_model} ({key.device}, {key.dtype})")
         with _quiet_loading():
             pipe = load_sd_pipeline(key.base_model, dtype=_DTYPES[key.dtype])
         if not key.cpu_offload:
@@ -162,5 +211,16 @@ def dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in _DTYPES.items()}[dtype]
 
 
-#: The process-wide cache ``generate()`` uses.
-PIPELINES = PipelineCache()
+_DEFAULT = PipelineCache()
+
+
+def default_cache() -> PipelineCache:
+    """The process-wide cache the public functions use unless given ``cache=``."""
+    return _DEFAULT
+
+
+def set_default_cache(cache: PipelineCache | None) -> PipelineCache:
+    """Replace the process-wide cache (``None``: a fresh, empty one); returns the new cache."""
+    global _DEFAULT
+    _DEFAULT = cache if cache is not None else PipelineCache()
+    return _DEFAULT

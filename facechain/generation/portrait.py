@@ -18,10 +18,9 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
-from ..postprocess.fusion import FaceFuser, FusionResult, fuse_face
-from ..postprocess.ranking import MIN_FACE_FRACTION, RankedImage, rank_images
+from .. import progress
+from ..postprocess.fusion import FaceFuser, FusionBackend, FusionResult
+from ..postprocess.ranking import MIN_FACE_FRACTION, RankedImage, SimilarityRanker
 from ..types import Face
 from .prompt import PromptPair
 
@@ -100,10 +99,9 @@ class PortraitGenerator:
         template_face: np.ndarray | None = None,
         template_embedding: np.ndarray | None = None,
         analyzer=None,
-        fuser: FaceFuser | str | None = "landmark",
+        fuser: FusionBackend | str | None = "landmark",
         fusion_strength: float = 1.0,
         min_face_fraction: float = MIN_FACE_FRACTION,
-        progress: bool = True,
         fact=None,
     ):
         self.pipe = pipe
@@ -114,7 +112,6 @@ class PortraitGenerator:
         self.fuser = fuser
         self.fusion_strength = fusion_strength
         self.min_face_fraction = min_face_fraction
-        self.progress = progress
         self._template_face_info: Face | None = None
         self.template_embedding = template_embedding
         self.warnings: list[str] = []
@@ -127,15 +124,23 @@ class PortraitGenerator:
 
     # -- the story ------------------------------------------------------------------------
     def __call__(self, request: GenerationRequest) -> GeneratedPortraits:
+        return self.finish(self.denoise(request))
+
+    def denoise(self, request: GenerationRequest) -> GeneratedPortraits:
+        """The diffusion part (needs the pipeline, so callers hold its lock only for this)."""
         times = StageTimes()
-        raw = self.denoise(request, times)
-        fused = self.fuse_faces(raw, times)
-        images = [r.image if r is not None else img for r, img in zip(fused, raw)]
-        ranking = self.rank(images, times)
-        return GeneratedPortraits(raw, images, fused, ranking, list(request.seeds), times)
+        raw = self._denoise(request, times)
+        return GeneratedPortraits(raw, list(raw), [None] * len(raw), [], list(request.seeds), times)
+
+    def finish(self, out: GeneratedPortraits) -> GeneratedPortraits:
+        """Face fusion and ranking of denoised images (no diffusion model involved)."""
+        fused = self.fuse_faces(out.raw, out.times)
+        images = [r.image if r is not None else img for r, img in zip(fused, out.raw)]
+        ranking = self.rank(images, out.times)
+        return GeneratedPortraits(out.raw, images, fused, ranking, out.seeds, out.times)
 
     # -- stages ---------------------------------------------------------------------------
-    def denoise(self, request: GenerationRequest, times: StageTimes) -> list[np.ndarray]:
+    def _denoise(self, request: GenerationRequest, times: StageTimes) -> list[np.ndarray]:
         """Text encoding once, then batches of seeded latents through the (ControlNet) pipeline, then the VAE."""
         use_pose = request.pose_condition is not None
         if use_pose and self.controlnet_pipe is None:
@@ -158,7 +163,7 @@ class PortraitGenerator:
                 extra = dict(image=Image.fromarray(request.pose_condition), controlnet_conditioning_scale=float(request.pose_strength))
             images: list[np.ndarray] = []
             seeds = list(request.seeds)
-            bar = tqdm(total=len(seeds), desc="portraits", unit="img", disable=not self.progress, leave=False)
+            bar = progress.task("portraits", total=len(seeds), unit="image")
             face_adapter = self.fact.applied_to(pipe) if self.fact is not None else contextlib.nullcontext()
             with face_adapter:
                 self._denoise_batches(pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar)
@@ -182,23 +187,20 @@ class PortraitGenerator:
                 ).images
             with _timed(times, "vae_decode", device):
                 images.extend(decode_latents(pipe, latents))
-            bar.update(n)
+            bar.update(n, message=f"seed {batch[-1]}")
 
     def fuse_faces(self, images: list[np.ndarray], times: StageTimes) -> list[FusionResult | None]:
         """Blend the template face into each output (skipped without a template face or a fuser)."""
         if self.fuser is None or self.template_face is None or self._template_face_info is None:
             return [None] * len(images)
-        out = []
+        fuser = FaceFuser(self._analyzer(), self.fusion_strength, backend=self.fuser)
         with _timed(times, "fusion"):
-            for img in images:
-                out.append(fuse_face(img, self.template_face, strength=self.fusion_strength, analyzer=self._analyzer(),
-                                     source_face=self._template_face_info, backend=self.fuser))
-        return out
+            return [fuser(img, self.template_face, self._template_face_info) for img in images]
 
     def rank(self, images: list[np.ndarray], times: StageTimes) -> list[RankedImage]:
         """Order by similarity to the template face; images without one usable face go last, flagged."""
         with _timed(times, "ranking"):
-            return rank_images(images, self.template_embedding, analyzer=self._analyzer(), min_face_fraction=self.min_face_fraction)
+            return SimilarityRanker(self._analyzer(), self.min_face_fraction)(images, self.template_embedding)
 
     # -- helpers --------------------------------------------------------------------------
     def _analyzer(self):
@@ -214,9 +216,13 @@ class PortraitGenerator:
 
 
 def decode_latents(pipe, latents: torch.Tensor) -> list[np.ndarray]:
-    """VAE-decode latents into RGB uint8 arrays (what ``output_type="np"`` would give, as uint8)."""
-    vae = pipe.vae
-    latents = latents.to(dtype=vae.dtype)
-    decoded = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    """VAE-decode latents into RGB uint8 arrays (what ``output_type="np"`` would give, as uint8).
+
+    An fp16 decode that overflows (NaN/inf: some community VAEs) is redone in fp32
+    (:func:`facechain.diffusion.vae.decode_latents`).
+    """
+    from ..diffusion.vae import decode_latents as decode_safely
+
+    decoded = decode_safely(pipe.vae, latents)
     arr = pipe.image_processor.postprocess(decoded, output_type="np", do_denormalize=[True] * decoded.shape[0])
     return [np.ascontiguousarray((np.clip(a, 0.0, 1.0) * 255.0).round().astype(np.uint8)) for a in arr]

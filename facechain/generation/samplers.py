@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..styles.style import SAMPLERS
 
 _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
+    "dpm_singlestep": ("DPMSolverSinglestepScheduler", {}),
     "ddim": ("DDIMScheduler", {}),
     "pndm": ("PNDMScheduler", {}),
     "euler": ("EulerDiscreteScheduler", {}),
@@ -25,10 +26,22 @@ _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
 assert set(_TABLE) | {"default"} == set(SAMPLERS)
 
 
+def check_sampler(name: str) -> str:
+    """One line with a "did you mean" for an unknown sampler name (before any model loads)."""
+    if name not in SAMPLERS:
+        import difflib
+
+        close = difflib.get_close_matches(name, SAMPLERS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        from ..options import spell
+
+        raise ConfigError(f"{spell('sampler')} '{name}' is unknown ({hint}known: {', '.join(SAMPLERS)})")
+    return name
+
+
 def set_sampler(pipe, name: str) -> None:
     """Switch ``pipe`` to sampler ``name`` (the original scheduler is remembered for ``default``)."""
-    if name not in SAMPLERS:
-        raise ConfigError(f"--sampler {name}: unknown (known: {', '.join(SAMPLERS)})")
+    check_sampler(name)
     original = getattr(pipe, "_facechain_original_scheduler", None)
     if original is None:
         original = pipe.scheduler

@@ -11,49 +11,34 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
-import re
-from dataclasses import dataclass, field
+import math
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 
-from ..atomic import atomic_directory, atomic_write_text
+from .. import __version__, options, progress
 from ..config import config_to_dict, load_config
 from ..errors import ConfigError, FacechainError, InputError, OutputExistsError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
-from ..locking import output_lock
-from ..outputs import check_file_output, check_output, new_files_removed_on_failure
+from ..outputs import check_file_output
+from ..results import Portrait, Portraits, check_output_folder
 from .config import InpaintConfig
 from .template_faces import TemplateFace, draw_numbered_faces, find_template_faces
 
 log = logging.getLogger(__name__)
 
-SUMMARY = "inpaint.json"
 PREVIEW_MARKER = "facechain-faces-preview"
+#: The prompt of a template portrait when no style is given (the person's trigger word goes first).
 DEFAULT_PROMPT = "portrait photo, detailed face, natural skin texture, best quality, photorealistic"
-_NUMBERED = re.compile(r"^(\d{4,})\.png$")
 
 
 # --- results ---------------------------------------------------------------------------------
-
-
-@dataclass
-class InpaintResult:
-    """What :func:`inpaint` wrote: ranked portraits (best first) and the run's summary."""
-
-    output: Path
-    images: list[Path]
-    records: list[dict[str, Any]]  # per image: file, similarity, per-face seed/similarity/seam figures
-    summary_path: Path
-    warnings: list[str] = field(default_factory=list)
-    outcome: Any = None  # the pipeline's InpaintOutcome (arrays of every stage), for Python users
-
-    def __len__(self) -> int:
-        return len(self.images)
 
 
 @dataclass
@@ -63,6 +48,11 @@ class TemplateFacesReport:
     faces: list[TemplateFace]
     min_face_size: int
     preview: Path | None
+
+    def __repr__(self) -> str:  # the faces (landmarks, embeddings) stay out: see .faces / .to_json()
+        sizes = ", ".join(f"#{tf.index} {tf.size:.0f}px" for tf in self.faces)
+        return (f"TemplateFacesReport({str(self.template)!r}, {self.size[0]}x{self.size[1]}, {len(self.faces)} "
+                f"face{'s' if len(self.faces) != 1 else ''}{': ' + sizes if sizes else ''}, preview={self.preview})")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,28 +68,33 @@ class TemplateFacesReport:
 def template_faces(
     template: str | Path,
     *,
-    preview: str | Path | None | bool = True,
+    output: str | Path | None = None,
+    preview: bool = True,
     overwrite: bool = False,
-    config_file: str | Path | None = None,
     min_face_size: int | None = None,
+    config: str | Path | None = None,
+    quiet: bool = False,
     analyzer=None,
 ) -> TemplateFacesReport:
-    """Number the template's faces left to right (what ``--face-index`` means); save a preview.
+    """Number the template's faces left to right (what ``face_index`` means); save a numbered preview.
 
-    ``preview=True`` writes ``./<stem>.faces.png`` (replacing only an earlier facechain preview),
-    a path writes there, ``False``/``None`` writes nothing.
+    The preview goes to ``output`` (default ``./<stem>.faces.png``, replacing only an earlier facechain
+    preview unless ``overwrite``); ``preview=False`` writes nothing. ``min_face_size`` (px): smaller faces
+    are marked too small to redraw (default: the ``inpaint:`` section of ``config``, else 48).
     """
-    cfg = _config(config_file, {"min_face_size": min_face_size})
+    given = options.validate({"min_face_size": min_face_size})
+    cfg = _config(config, given)
     path = Path(template)
-    image = load_image(path)
-    out: Path | None = None
-    if preview:
-        out = Path(f"{path.stem}.faces.png") if preview is True else Path(preview)
-        _check_preview_destination(out, overwrite)
-        check_file_output(out, inputs=[path, config_file])  # before detection: not on the photo, writable
-    faces = _find_faces(image, cfg, analyzer)
+    out = (Path(output) if output is not None else Path(f"{path.stem}.faces.png")) if preview else None
     if out is not None:
-        save_png(out, draw_numbered_faces(image, faces, cfg.min_face_size), text={PREVIEW_MARKER: str(path)})
+        _check_preview_destination(out, overwrite)  # before the work
+        check_file_output(out, inputs=[path, config])  # not on the photo; its folder writable
+    with progress.reporting(quiet=quiet):
+        image = load_image(path)
+        progress.say(f"finding the faces of {path.name}")
+        faces = _find_faces(image, cfg, analyzer)
+        if out is not None:
+            save_png(out, draw_numbered_faces(image, faces, cfg.min_face_size), text={PREVIEW_MARKER: str(path)})
     return TemplateFacesReport(path, (image.shape[1], image.shape[0]), faces, cfg.min_face_size, out)
 
 
@@ -122,112 +117,164 @@ def _check_preview_destination(out: Path, overwrite: bool) -> None:
 
 def inpaint(
     template: str | Path,
-    person: str | Path | Sequence[str | Path] | None = None,
+    person: str | Path | Identity | Sequence[str | Path | Identity] | None = None,
     *,
     photo: str | Path | Sequence[str | Path] | None = None,
+    face_index: int | Sequence[int] | None = None,
     adapter: str | Path | None = None,
     adapter_scale: float | None = None,
-    face_index: int | Sequence[int] | None = None,
-    output: str | Path = "inpaint-results",
-    config_file: str | Path | None = None,
-    num_images: int | None = None,
-    seed: int | None = None,
-    resolution: int | None = None,
-    steps: int | None = None,
-    guidance_scale: float | None = None,
-    strength: float | None = None,
-    face_weight: float | None = None,
     style: str | None = None,
     prompt: str | None = None,
     negative_prompt: str | None = None,
-    base_model: str | None = None,
-    openpose_controlnet: str | None = None,
-    canny_controlnet: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    crop_face_share: float | None = None,
+    num_images: int = 4,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    size: int | str | None = None,
+    strength: float | None = None,
+    face_weight: float | None = None,
+    base_model: str | Path | None = None,
+    openpose_controlnet: str | Path | None = None,
+    canny_controlnet: str | Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
     min_face_size: int | None = None,
     mask: str | None = None,
-    mask_dilate: float | None = None,
-    mask_feather: float | None = None,
     seam_correction: bool | None = None,
-    fuse_faces: bool | None = None,
-    save_intermediates: bool | None = None,
-    progress: bool = True,
+    fusion: str = "landmark",
+    save_intermediates: bool = False,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    config: str | Path | None = None,
+    quiet: bool = False,
     pipeline=None,
     analyzer=None,
-) -> InpaintResult:
-    """Replace faces of ``template`` by trained people; write ranked portraits to ``output``.
+    store=None,
+    cache=None,
+) -> Portraits:
+    """Replace faces of ``template`` by trained people (paper section 2.5); ranked :class:`Portraits`.
 
-    ``person``: identity names or folders, one per face (default: the newest identity).
-    ``photo``: instead of ``person``, one or more photos of one person for one face: the FACT
-    adapter (``adapter``, default registry ``fact-adapter``; ``adapter_scale`` default 0.55) gives
-    the likeness, the first photo is the fusion/ranking reference, its age/gender the trigger word.
-    ``face_index``: which faces (left-to-right numbers, see :func:`template_faces`), one per person;
-    default: the N largest faces, assigned to the people from left to right.
-    Outputs ``output/NNNN.png`` (numbering continues after existing files; nothing is overwritten)
-    with the run's parameters in PNG text, and ``output/inpaint.json`` (one entry per run).
-    ``pipeline``: a ready :class:`TemplatePortraitPipeline` (its models and config are then used).
+    ``person``: identity names, folders or :class:`Identity` objects, one per face (default: the
+    newest identity). ``photo``: instead, one or more photos of one person for one face (train-free
+    FACT adapter ``adapter``, default registry ``fact-adapter``, the variant that fits the base
+    model; ``adapter_scale`` default 0.55). ``face_index``: which faces (left-to-right numbers, see
+    :func:`faces`), one per person; default: the N largest faces, assigned left to right.
+    ``prompt`` replaces the style's prompt (``{trigger}`` marks the person). Unset values come from
+    ``config`` (a YAML file's ``inpaint:`` section), then the recipe (30 steps, guidance 7, 512 px
+    work crops, strength 0.65). ``output``: save there (``NNNN.png`` best first, ``portraits.json``,
+    contact sheet, ``intermediates/`` with ``save_intermediates``); a fresh folder, an existing one
+    only with ``overwrite=True``. ``pipeline``: a ready :class:`TemplatePortraitPipeline`;
+    ``cache``: the loaded-components cache shared with ``generate`` (default: the process-wide one).
     """
-    overrides = dict(
-        num_images=num_images, seed=seed, resolution=resolution, steps=steps, guidance_scale=guidance_scale,
-        strength=strength, face_weight=face_weight, style=style, prompt=prompt, negative_prompt=negative_prompt,
-        base_model=base_model, openpose_controlnet=openpose_controlnet, canny_controlnet=canny_controlnet,
-        device=device, dtype=dtype, crop_face_share=crop_face_share, min_face_size=min_face_size,
-        mask=mask, mask_dilate=mask_dilate, mask_feather=mask_feather, seam_correction=seam_correction,
-        fuse_faces=fuse_faces, save_intermediates=save_intermediates,
-        adapter=None if adapter is None else str(adapter), adapter_scale=adapter_scale,
-    )
-    cfg = _config(config_file, overrides, base=None if pipeline is None else pipeline.config)
+    options.validate(dict(style=style, prompt=prompt, adapter_scale=adapter_scale, num_images=num_images, seed=seed,
+                          steps=steps, guidance_scale=guidance_scale, size=size, face_weight=face_weight, device=device,
+                          dtype=dtype, fusion=fusion), square_size=True)
+    given = dict(num_images=num_images, seed=seed, size=_square_size(size), steps=steps, guidance_scale=guidance_scale,
+                 strength=strength, face_weight=face_weight, style=style, prompt=prompt, negative_prompt=negative_prompt,
+                 base_model=None if base_model is None else str(base_model),
+                 openpose_controlnet=None if openpose_controlnet is None else str(openpose_controlnet),
+                 canny_controlnet=None if canny_controlnet is None else str(canny_controlnet),
+                 device=device, dtype=dtype, min_face_size=min_face_size, mask=mask, seam_correction=seam_correction,
+                 fusion=fusion, save_intermediates=save_intermediates, adapter=None if adapter is None else str(adapter),
+                 adapter_scale=adapter_scale, output=None if output is None else str(output), overwrite=overwrite)
+    defaults = InpaintConfig()
+    overrides = {k: v for k, v in given.items() if v is not None and v != getattr(defaults, k)}
+    cfg = _config(config, overrides, base=None if pipeline is None else pipeline.config)
     if pipeline is not None and cfg != pipeline.config:
         pipeline = pipeline.with_config(cfg)
-    template_path = Path(template)
-    out_dir = Path(output)
+    if cfg.seed is None:
+        cfg = dataclasses.replace(cfg, seed=secrets.randbelow(2**31))
+    check_output_folder(cfg.output, cfg.overwrite)
+    with progress.reporting(quiet=quiet):
+        return _inpaint(Path(template), person, photo, face_index, cfg, pipeline, analyzer, store, cache)
 
+
+def _square_size(size) -> int | None:
+    """``size`` of a square work crop: 512 or "512" (a WxH with W != H is refused)."""
+    if size is None:
+        return None
+    from ..styles import parse_size
+
+    w, h = parse_size(size, "size")
+    if w != h:
+        raise ConfigError(f"size must be square for inpaint (the work crop around each face), got {w}x{h}")
+    return w
+
+
+def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig, pipeline, analyzer, store,
+             cache) -> Portraits:
     # 1. everything a user can get wrong, before any model is loaded
     photos = [Path(p) for p in _as_list(photo) or []]
     indices = _as_list(face_index)
     if photos and _as_list(person):
-        raise FacechainError("--photo and --person both given: give either a trained identity (--person) "
+        raise FacechainError("--photo and --person both given: give either trained identities (--person) "
                              "or photos of one person (--photo), not both")
     if photos and indices and len(indices) > 1:
         raise FacechainError(f"--face-index given {len(indices)} times with --photo: --photo puts one person "
                              "into one face; give one --face-index (or use --person for several faces)")
     identities = [] if photos else _resolve_people(person)
     image = load_image(template_path)
-    check_output(out_dir, append=True, need_bytes=(cfg.num_images + 1) * image.nbytes // 2,  # before the sampling
-                 inputs=[template_path, *photos, *(i.path for i in identities), config_file])
+    check_output_folder(cfg.output, cfg.overwrite, inputs=[template_path, *photos, *(i.path for i in identities)],
+                        need_bytes=(cfg.num_images + 2) * image.nbytes // 2)  # before the sampling: not on an input, room
     analyzer = analyzer or (pipeline.analyzer if pipeline is not None else None) or _default_analyzer()
     faces = _find_faces(image, cfg, analyzer)
     targets = assign_faces(faces, len(identities) or 1, indices, cfg.min_face_size, template_path)
-    runs = _read_summary(out_dir)
-    first_number = _next_number(out_dir)
+    base = str(cfg.base_model or (identities[0].base_model if identities else _default_base_model()))
     if photos:
         jobs = [_photo_job(targets[0], photos, cfg, analyzer)]
-        _check_adapter(cfg, None if pipeline is None else pipeline.store)
+        _check_adapter(cfg, base, store)
     else:
         jobs = [_person_job(tf, ident, cfg, analyzer) for tf, ident in zip(targets, identities)]
 
-    # 2. the models (once), then the two-stage story per face
+    # 2. the models (shared with generate through the cache), then the two-stage story per face
     warnings: list[str] = []
-    base = cfg.base_model or (identities[0].base_model if identities else _default_base_model())
     if pipeline is None:
-        pipeline = _build_pipeline(cfg, base, identities, analyzer, warnings)
-    outcome = pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed, progress=progress)
+        outcome = _run_with_cached_models(cfg, base, identities, analyzer, warnings, image, jobs, store, cache)
+    else:
+        outcome = pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed)
     warnings = list(dict.fromkeys(warnings + outcome.warnings))
 
-    # 3. outputs with metadata; never overwrite (numbers and summary re-read under the lock: another run may have saved)
-    run = _run_record(template_path, image, [j.name for j in jobs], targets, cfg, str(base), outcome, warnings)
-    with output_lock(out_dir), new_files_removed_on_failure(out_dir, "[0-9]*.png", "steps-*"):
-        runs, first_number = _read_summary(out_dir), _next_number(out_dir)
-        paths, records = _save_portraits(out_dir, first_number, outcome, run)
-        run["images"] = records
-        if cfg.save_intermediates:
-            run["intermediates"] = str(_save_intermediates(out_dir, first_number, outcome))
-        runs.append(run)
-        summary = out_dir / SUMMARY
-        atomic_write_text(summary, json.dumps({"runs": runs}, indent=2))
-    return InpaintResult(out_dir, paths, records, summary, warnings, outcome)
+    # 3. one result type, saved in one layout
+    result = _to_portraits(template_path, image, jobs, targets, cfg, base, outcome, warnings)
+    if cfg.output:
+        result.save(cfg.output, overwrite=cfg.overwrite)
+    return result
+
+
+def _run_with_cached_models(cfg: InpaintConfig, base: str, identities: list[Identity], analyzer, warnings: list[str],
+                            image: np.ndarray, jobs, store, cache):
+    """Both stages on the process's cached base model (no LoRA fused: each person's is applied per face)."""
+    from ..fact.config import variant_for_base_model
+    from ..generation.api import _base_label
+    from ..generation.pipeline_cache import LoraSet, PipelineKey, default_cache, dtype_name
+    from ..diffusion.device import resolve_device, resolve_dtype
+    from ..models.registry import MODELS
+    from ..models.store import default_store
+    from .pipeline import TemplatePortraitPipeline
+
+    if identities and cfg.base_model is None and len({i.base_model for i in identities}) > 1:
+        msg = (f"the people were trained on different base models; using {identities[0].name}'s "
+               f"({identities[0].base_model}); pass --base-model to choose")
+        log.warning(msg)
+        warnings.append(msg)
+    store = store or default_store()
+    cache = cache or default_cache()
+    base_path = store.resolve(base, name=_base_label(base))
+    paths = {}
+    for name, ref in (("openpose-controlnet", cfg.openpose_controlnet), ("canny-controlnet", cfg.canny_controlnet)):
+        spec = MODELS[name]
+        paths[name] = store.resolve(ref or spec.reference, name=name if ref is None else str(ref),
+                                    allow_patterns=spec.allow_patterns if ref is None else None)
+    device = resolve_device(cfg.device)
+    key = PipelineKey(str(Path(base_path).resolve()), str(device), dtype_name(resolve_dtype(device, cfg.dtype)))
+    with cache.lock:
+        base_pipe = cache.get(key, LoraSet(()))
+        openpose = cache.controlnet(paths["openpose-controlnet"], key, name="openpose-controlnet")
+        canny = cache.controlnet(paths["canny-controlnet"], key, name="canny-controlnet")
+        pipeline = TemplatePortraitPipeline.from_pipe(base_pipe, openpose, canny, analyzer=analyzer, config=cfg, store=store)
+        pipeline.fact_variant = variant_for_base_model(base)
+        pipeline.fact_loader = cache.fact_model
+        return pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed)
 
 
 # --- steps of inpaint() ----------------------------------------------------------------------
@@ -265,29 +312,25 @@ def assign_faces(faces: list[TemplateFace], n_people: int, face_index: list[int]
 
 
 def build_prompts(identity: Identity, cfg: InpaintConfig) -> tuple[str, str]:
-    """(prompt, negative): trigger word + the identity's tags + the style's (or a portrait) prompt."""
+    """(prompt, negative): the one prompt builder (generate's) with the inpaint style."""
     return _prompts(identity.trigger_word, list(identity.tags), cfg)
 
 
+def inpaint_style(cfg: InpaintConfig):
+    """The style a template portrait uses: ``cfg.style`` or a plain portrait, ``cfg.prompt`` replacing its prompt."""
+    from ..styles import resolve_style
+    from ..styles.style import style_from_mapping
+
+    base = cfg.style if cfg.style else style_from_mapping({"name": "template", "prompt": DEFAULT_PROMPT}, "inpaint",
+                                                          origin="adhoc")
+    return resolve_style(base, prompt=cfg.prompt)
+
+
 def _prompts(trigger: str, tag_list: list[str], cfg: InpaintConfig) -> tuple[str, str]:
-    from ..styles.style import DEFAULT_NEGATIVE_PROMPT
+    from ..generation.prompt import build_prompt
 
-    text, negative = DEFAULT_PROMPT, DEFAULT_NEGATIVE_PROMPT
-    if cfg.style:
-        from ..styles import find_style
-
-        st = find_style(cfg.style)
-        text, negative = st.prompt, st.negative
-    tags = ", ".join(tag_list)
-    if "{trigger}" in text or "{tags}" in text:
-        text = text.replace("{trigger}", trigger).replace("{tags}", tags)
-    else:
-        text = ", ".join(p for p in (trigger, tags, text) if p)
-    if cfg.prompt and cfg.style:
-        text = f"{text}, {cfg.prompt}"
-    elif cfg.prompt:
-        text = ", ".join(p for p in (trigger, tags, cfg.prompt) if p)
-    return text, (cfg.negative_prompt if cfg.negative_prompt is not None else negative)
+    pair = build_prompt(inpaint_style(cfg), trigger, tag_list, cfg.negative_prompt)
+    return pair.prompt, pair.negative_prompt
 
 
 def _config(config_file, overrides: dict[str, Any], base: InpaintConfig | None = None) -> InpaintConfig:
@@ -296,10 +339,17 @@ def _config(config_file, overrides: dict[str, Any], base: InpaintConfig | None =
         cfg = load_config(InpaintConfig, "inpaint", config_file, overrides)
     else:
         cfg = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    for name in ("guidance_scale", "strength", "face_weight", "adapter_scale", "crop_face_share", "mask_dilate",
+                 "mask_feather", "stage1_pose_scale", "stage2_pose_scale", "stage2_canny_scale"):
+        if not math.isfinite(getattr(cfg, name)):
+            raise ConfigError(f"inpaint: {name} must be a finite number, got {getattr(cfg, name)}")
     checks = [
         (cfg.num_images >= 1, "num_images must be at least 1"),
         (cfg.steps >= 1, "steps must be at least 1"),
-        (64 <= cfg.resolution <= 2048 and cfg.resolution % 8 == 0, "resolution must be a multiple of 8 between 64 and 2048"),
+        (cfg.guidance_scale >= 0, "guidance_scale must not be negative"),
+        (cfg.fusion in ("landmark", "modelscope", "none"), "fusion must be landmark, modelscope or none"),
+        (cfg.seed is None or cfg.seed >= 0, "seed must be a non-negative integer"),
+        (64 <= cfg.size <= 2048 and cfg.size % 8 == 0, "size must be a multiple of 8 between 64 and 2048"),
         (0.0 < cfg.strength <= 1.0, "strength must be in (0, 1]"),
         (int(cfg.steps * cfg.strength) >= 1, f"steps x strength must leave at least one denoising step "
                                               f"({cfg.steps} x {cfg.strength:g} leaves none); raise --steps"),
@@ -336,10 +386,10 @@ def _as_list(value) -> list | None:
 
 
 def _resolve_people(person) -> list[Identity]:
-    people = _as_list(person)
+    people = [person] if isinstance(person, Identity) else _as_list(person)
     if not people:
         return [resolve_identity(None)]
-    return [resolve_identity(p) for p in people]
+    return [p if isinstance(p, Identity) else resolve_identity(p) for p in people]
 
 
 def _person_job(tf: TemplateFace, identity: Identity, cfg: InpaintConfig, analyzer):
@@ -396,11 +446,12 @@ def _photo_job(tf: TemplateFace, photos: list[Path], cfg: InpaintConfig, analyze
                      reference_embedding=reference, photos=prepared)
 
 
-def _check_adapter(cfg: InpaintConfig, store=None) -> None:
+def _check_adapter(cfg: InpaintConfig, base: str, store=None) -> None:
     """Fail now (one line) when the FACT adapter is not there, not after loading SD."""
+    from ..fact.config import variant_for_base_model
     from ..fact.models import locate_files
 
-    locate_files(cfg.adapter, store=store)
+    locate_files(cfg.adapter, variant=variant_for_base_model(base), store=store)
 
 
 def _default_base_model() -> str:
@@ -409,145 +460,68 @@ def _default_base_model() -> str:
     return MODELS["base-sd15-portrait"].reference
 
 
-def _build_pipeline(cfg: InpaintConfig, base: str, identities: list[Identity], analyzer, warnings: list[str]):
-    from ..models.registry import MODELS
-    from .pipeline import TemplatePortraitPipeline
-
-    if identities and cfg.base_model is None and len({i.base_model for i in identities}) > 1:
-        msg = (f"the people were trained on different base models; using {identities[0].name}'s "
-               f"({identities[0].base_model}); pass --base-model to choose")
-        log.warning(msg)
-        warnings.append(msg)
-    return TemplatePortraitPipeline.from_models(
-        base,
-        cfg.openpose_controlnet or MODELS["openpose-controlnet"].reference,
-        cfg.canny_controlnet or MODELS["canny-controlnet"].reference,
-        analyzer=analyzer, config=cfg, device=cfg.device, dtype=cfg.dtype,
-    )
-
-
-def _next_number(out_dir: Path) -> int:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(out_dir, "--output must be a folder, not a file")
-    numbers = [int(m.group(1)) for p in (out_dir.iterdir() if out_dir.is_dir() else []) if (m := _NUMBERED.match(p.name))]
-    return max(numbers, default=0) + 1  # 0001 first, as generate
-
-
-def _read_summary(out_dir: Path) -> list[dict]:
-    path = out_dir / SUMMARY
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        runs = data["runs"]
-        if not isinstance(runs, list):
-            raise TypeError
-        return runs
-    except (ValueError, KeyError, TypeError):
-        raise InputError(path, "exists and is not a facechain inpaint summary; choose another --output") from None
-
-
-def _run_record(template: Path, image: np.ndarray, persons: list[str], targets, cfg, base_model: str, outcome,
-                warnings) -> dict[str, Any]:
-    faces = []
+def _to_portraits(template: Path, image: np.ndarray, jobs, targets, cfg: InpaintConfig, base_model: str, outcome,
+                  warnings: list[str]) -> Portraits:
+    """The pipeline's outcome as the shared result type: per portrait its faces, seeds and seam figures."""
+    faces_meta = []
     for res in outcome.faces:
         fit = res.warp.fit
         ident = res.job.identity
-        faces.append({
-            "face_index": res.job.face.index,
-            "person": res.job.name,
+        faces_meta.append({
+            "face_index": res.job.face.index, "person": res.job.name,
             "identity_path": None if ident is None else str(ident.path),
             "fact": res.fact,  # adapter file, scale, photos, face tokens (None: the identity's face LoRA)
-            "prompt": res.job.prompt,
-            "negative_prompt": res.job.negative_prompt,
+            "prompt": res.job.prompt, "negative_prompt": res.job.negative_prompt,
             "bbox": [round(float(v), 1) for v in res.job.face.face.bbox],
-            "crop": res.crop.box.to_json(),
-            "mask_pixels": res.crop.mask.area,
-            "stage1": {"pose": res.stage1.pose_source, "fused": res.stage1.fused,
-                       "face_found": res.stage1.landmarks is not None},
-            "warp": {"source": res.warp.source,
-                     "rms_error_px": None if fit is None else round(fit.rms_error, 3),
+            "crop": res.crop.box.to_json(), "mask_pixels": res.crop.mask.area,
+            "stage1": {"pose": res.stage1.pose_source, "fused": res.stage1.fused, "face_found": res.stage1.landmarks is not None},
+            "warp": {"source": res.warp.source, "rms_error_px": None if fit is None else round(fit.rms_error, 3),
                      "rel_error": None if fit is None else round(fit.rel_error, 4)},
         })
-    return {
+    settings = {
+        "verb": "inpaint", "facechain_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "template": str(template),
-        "template_size": [int(image.shape[1]), int(image.shape[0])],
-        "persons": persons,
-        "face_indices": [tf.index for tf in targets],
-        "base_model": base_model,
-        "seed": cfg.seed,
-        "strength": cfg.strength,
-        "config": config_to_dict(cfg),
-        "faces": faces,
-        "timings_s": {k: round(v, 3) for k, v in outcome.timings.items()},
-        "warnings": warnings,
+        "template": str(template), "template_size": [int(image.shape[1]), int(image.shape[0])],
+        "persons": [j.name for j in jobs], "face_indices": [tf.index for tf in targets], "base_model": base_model,
+        "seed": cfg.seed, "steps": cfg.steps, "guidance_scale": cfg.guidance_scale, "size": f"{cfg.size}x{cfg.size}",
+        "strength": cfg.strength, "prompt": " | ".join(j.prompt for j in jobs),
+        "negative_prompt": " | ".join(dict.fromkeys(j.negative_prompt for j in jobs)),
+        "faces": faces_meta, "config": config_to_dict(cfg),
     }
-
-
-def _save_portraits(out_dir: Path, first: int, outcome, run: dict) -> tuple[list[Path], list[dict]]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths, records = [], []
-    for k, portrait in enumerate(outcome.portraits):
-        path = out_dir / f"{first + k:04d}.png"
-        if path.exists():  # pragma: no cover - numbering makes this a race with another process
-            raise OutputExistsError(path)
+    per_image = ("template", "persons", "face_indices", "base_model", "steps", "guidance_scale", "size", "strength",
+                 "prompt", "negative_prompt")
+    portraits = []
+    for portrait in outcome.portraits:
         sim = portrait.similarity
-        record = {
-            "file": path.name, "rank": portrait.rank,
-            "similarity": None if sim is None else round(sim, 4),
-            "faces": [{"face_index": f.face_index, "person": f.person, "seed": f.seed,
-                       "similarity": None if f.similarity is None else round(f.similarity, 4),
-                       "seam": f.seam.to_json()} for f in portrait.faces],
-        }
-        text = {
-            "parameters": _a1111_parameters(run, portrait),
-            "template": run["template"],
-            "persons": json.dumps(run["persons"]),
-            "face_indices": json.dumps(run["face_indices"]),
-            "seed": json.dumps([f.seed for f in portrait.faces]),
-            "strength": str(run["strength"]),
-            "similarity": "" if sim is None else f"{sim:.4f}",
-            "facechain": json.dumps({"verb": "inpaint", **record, "config": run["config"]}),
-        }
-        facts = [f["fact"] for f in run["faces"] if f.get("fact")]
-        if facts:
-            text.update(photos=json.dumps([p for f in facts for p in f["face_photos"]]),
-                        adapter=facts[0]["fact_adapter"], adapter_scale=str(facts[0]["adapter_scale"]))
-        save_png(path, portrait.image, text=text)
-        paths.append(path)
-        records.append(record)
-    return paths, records
+        faces = [{"face_index": f.face_index, "person": f.person, "seed": f.seed,
+                  "similarity": None if f.similarity is None else round(f.similarity, 4), "seam": f.seam.to_json()}
+                 for f in portrait.faces]
+        seed = portrait.faces[0].seed if len(portrait.faces) == 1 else [f.seed for f in portrait.faces]
+        meta = {k: settings[k] for k in per_image}
+        meta.update(verb="inpaint", seed=seed, similarity=None if sim is None else round(sim, 4), faces=faces,
+                    fact=next((f["fact"] for f in faces_meta if f.get("fact")), None))
+        portraits.append(Portrait(Image.fromarray(portrait.image), meta["similarity"], portrait.faces[0].seed if portrait.faces else None,
+                                  True, None, faces, meta))
+    timings = {k: round(v, 3) for k, v in outcome.timings.items()}
+    result = Portraits(portraits, settings, warnings, timings, details=outcome)
+    if cfg.save_intermediates:
+        result.intermediates = _intermediates(outcome)
+    return result
 
 
-def _a1111_parameters(run: dict, portrait) -> str:
-    """The one-line parameter format many image tools read (as ``generate`` writes it)."""
-    faces = run["faces"]
-    cfg = run["config"]
-    prompt = " | ".join(f["prompt"] for f in faces)
-    negative = " | ".join(dict.fromkeys(f["negative_prompt"] for f in faces))
-    seeds = ", ".join(str(f.seed) for f in portrait.faces)
-    facts = [f["fact"] for f in faces if f.get("fact")]
-    fact = f", FACT adapter: {facts[0]['fact_adapter']}, Adapter scale: {facts[0]['adapter_scale']}" if facts else ""
-    return (f"{prompt}\nNegative prompt: {negative}\nSteps: {cfg['steps']}, CFG scale: {cfg['guidance_scale']}, "
-            f"Seed: {seeds}, Size: {cfg['resolution']}x{cfg['resolution']}, Denoising strength: {cfg['strength']}, "
-            f"Model: {run.get('base_model')}, Template: {run['template']}{fact}")
-
-
-def _save_intermediates(out_dir: Path, first: int, outcome) -> Path:
-    """Every stage's images per face, for looking at what each step did."""
-    dest = out_dir / f"steps-{first:04d}"
-    with atomic_directory(dest) as tmp:
-        for res in outcome.faces:
-            p = f"face{res.job.face.index}"
-            crop = res.crop
-            save_png(tmp / f"{p}_crop.png", crop.model_input)
-            save_png(tmp / f"{p}_mask.png", (crop.mask.soft * 255).astype(np.uint8))
-            save_png(tmp / f"{p}_stage1_pose.png", res.stage1.pose_image)
-            save_png(tmp / f"{p}_stage1.png", res.stage1.raw)
-            save_png(tmp / f"{p}_stage1_fused.png", res.stage1.image)
-            save_png(tmp / f"{p}_stage2_pose.png", res.pose_image)
-            save_png(tmp / f"{p}_stage2_canny.png", res.canny_image)
-            for rank, cand in enumerate(res.candidates):
-                save_png(tmp / f"{p}_stage2_rank{rank}_seed{cand.seed}.png", cand.image)
-    return dest
+def _intermediates(outcome) -> dict[str, np.ndarray]:
+    """Every stage's images per face, for looking at what each step did (saved under intermediates/)."""
+    out: dict[str, np.ndarray] = {}
+    for res in outcome.faces:
+        p = f"face{res.job.face.index}"
+        crop = res.crop
+        out[f"{p}_crop"] = crop.model_input
+        out[f"{p}_mask"] = (crop.mask.soft * 255).astype(np.uint8)
+        out[f"{p}_stage1_pose"] = res.stage1.pose_image
+        out[f"{p}_stage1"] = res.stage1.raw
+        out[f"{p}_stage1_fused"] = res.stage1.image
+        out[f"{p}_stage2_pose"] = res.pose_image
+        out[f"{p}_stage2_canny"] = res.canny_image
+        for rank, cand in enumerate(res.candidates, 1):
+            out[f"{p}_stage2_rank{rank}_seed{cand.seed}"] = cand.image
+    return out

@@ -22,20 +22,20 @@ class InpaintConfig:
     dtype: str = "auto"
 
     # --- sampling ---------------------------------------------------------------------------
-    num_images: int = 2  # candidates per face; outputs are ranked by similarity
-    seed: int = 0
-    resolution: int = 512  # SD works on square crops of this side (multiple of 8)
+    num_images: int = 4  # candidates per face; outputs are ranked by similarity
+    seed: int | None = None  # candidate k uses seed + k; None: a random seed (recorded)
+    size: int = 512  # SD works on square crops of this side (multiple of 8)
     steps: int = 30
     guidance_scale: float = 7.0
     strength: float = 0.65  # stage 2 starts from the template latent noised to this level (paper: ~0.65)
     face_weight: float = 0.95  # face LoRA weight
-    style: str | None = None  # optional style for the prompt (facechain styles)
-    prompt: str | None = None  # extra prompt text after the trigger word
+    style: str | None = None  # optional style whose prompt to use (facechain styles)
+    prompt: str | None = None  # replaces the style's (or the default portrait) prompt; {trigger} marks the person
     negative_prompt: str | None = None
     stage1_pose_scale: float = 1.0  # OpenPose ControlNet scale, stage 1 (body skeleton)
     stage2_pose_scale: float = 0.9  # OpenPose ControlNet scale on the warped face landmarks
     stage2_canny_scale: float = 0.6  # Canny ControlNet scale on the edges outside the face
-    fuse_faces: bool = True  # face fusion after both stages (paper: yes)
+    fusion: Literal["landmark", "modelscope", "none"] = "landmark"  # face fusion after both stages (paper: yes)
 
     # --- train-free FACT adapter (used with --photo instead of a face LoRA) --------------------
     adapter: str = "fact-adapter"  # registry name, folder or adapter file
@@ -54,3 +54,5 @@ class InpaintConfig:
     canny_high: int = 200
     seam_correction: bool = True  # add the template crop's VAE/resize round-trip error back
     save_intermediates: bool = False  # write stage images, masks and control images per face
+    output: str | None = None  # None (Python): not saved unless .save(); the CLI picks ./outputs/<time>-inpaint
+    overwrite: bool = False

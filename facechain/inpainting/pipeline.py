@@ -36,11 +36,13 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
+from .. import progress
 from ..identity import Identity
 from ..types import Face
-from .components import FaceFuser, SimilarityRanker
+from ..generation.portrait import decode_latents
+from ..postprocess.fusion import FaceFuser
+from ..postprocess.ranking import SimilarityRanker
 from .config import InpaintConfig
 from .control import BodyPoseSource, canny_outside, stage1_pose_image, stage2_pose_image
 from .geometry import CropBox, LandmarkWarp, resize_to, square_crop_box, warp_landmarks
@@ -206,6 +208,8 @@ class TemplatePortraitPipeline:
         self.store = None  # ModelStore for the FACT adapter (None: the default one)
         self._fact = None  # the FactSession of the face being drawn (photos), else None
         self._fact_models: dict[str, Any] = {}  # loaded FACT models by reference, reused across calls
+        self.fact_variant = "film"  # published adapter variant for this base model (see fact.config)
+        self.fact_loader: Callable[[Any, Any], Any] | None = None  # (files, unet) -> FactModel; e.g. the shared cache
         for pipe in (text2img, inpaint):
             pipe.set_progress_bar_config(disable=True)
 
@@ -244,6 +248,20 @@ class TemplatePortraitPipeline:
         pipeline.store = store
         return pipeline
 
+    @classmethod
+    def from_pipe(cls, base_pipe, openpose, canny, *, analyzer, config: InpaintConfig | None = None, store=None,
+                  **components) -> "TemplatePortraitPipeline":
+        """Both diffusion pipelines made from a loaded base pipeline (``from_pipe``: no second copy of
+        the UNet, VAE or text encoder) and two loaded ControlNets."""
+        from diffusers import (MultiControlNetModel, StableDiffusionControlNetInpaintPipeline,
+                               StableDiffusionControlNetPipeline)
+
+        text2img = StableDiffusionControlNetPipeline.from_pipe(base_pipe, controlnet=openpose)
+        inpaint = StableDiffusionControlNetInpaintPipeline.from_pipe(base_pipe, controlnet=MultiControlNetModel([openpose, canny]))
+        pipeline = cls(text2img, inpaint, analyzer, config=config, **components)
+        pipeline.store = store
+        return pipeline
+
     def with_config(self, config: InpaintConfig) -> "TemplatePortraitPipeline":
         """The same models and components under another configuration."""
         clone = copy.copy(self)
@@ -253,23 +271,22 @@ class TemplatePortraitPipeline:
         return clone
 
     # -- the story ------------------------------------------------------------------------------
-    def __call__(self, template: np.ndarray, jobs: list[PersonJob], *, num_images: int = 1, seed: int = 0,
-                 progress: bool = True) -> InpaintOutcome:
+    def __call__(self, template: np.ndarray, jobs: list[PersonJob], *, num_images: int = 1, seed: int = 0) -> InpaintOutcome:
         """Replace each job's template face by its person; ``num_images`` ranked portraits."""
         self.warnings, self.timings = [], {}
-        bar = tqdm(total=len(jobs) * (1 + num_images), desc="inpaint", unit="step", disable=not progress, leave=False)
+        bar = progress.task("inpainting", total=len(jobs) * (1 + num_images), unit="stage")
         results = []
         for job in jobs:
             with self.person_condition(job) as fact:
                 crop = self.work_crop(template, job.face)
                 stage1 = self.stage1(crop, job, seed)
-                bar.update()
+                bar.update(1, message=f"face {job.face.index}: stage 1")
                 warp = self.warp(stage1, crop, job)
                 pose_image, canny_image = self.stage2_conditions(crop, warp)
                 candidates = []
                 for k in range(num_images):
                     candidates.append(self.stage2(crop, pose_image, canny_image, job, seed + k))
-                    bar.update()
+                    bar.update(1, message=f"face {job.face.index}: stage 2, candidate {k + 1}/{num_images}")
             ranked = self.rank(candidates, crop, job)
             results.append(FaceResult(job, crop, stage1, warp, pose_image, canny_image, ranked,
                                       None if fact is None else fact.metadata()))
@@ -304,11 +321,13 @@ class TemplatePortraitPipeline:
 
     def fact_model(self):
         """The FACT encoder + adapter for the shared UNet (loaded on first use, then reused)."""
-        from ..fact.models import load_fact
+        from ..fact.models import load_fact, locate_files
 
         ref = str(self.config.adapter)
         if ref not in self._fact_models:
-            self._fact_models[ref] = load_fact(ref, self.text2img.unet, store=self.store)
+            files = locate_files(ref, variant=self.fact_variant, store=self.store)
+            loader = self.fact_loader or (lambda f, unet: load_fact(f, unet))
+            self._fact_models[ref] = loader(files, self.text2img.unet)
         return self._fact_models[ref]
 
     @contextlib.contextmanager
@@ -333,7 +352,7 @@ class TemplatePortraitPipeline:
     @_timed("crop")
     def work_crop(self, template: np.ndarray, tface: TemplateFace) -> WorkCrop:
         cfg = self.config
-        res = cfg.resolution
+        res = cfg.size
         box = square_crop_box(tface.face, template.shape, cfg.crop_face_share)
         pixels = box.cut(template).copy()
         lm_crop = box.to_crop(tface.face.landmarks68)
@@ -359,7 +378,7 @@ class TemplatePortraitPipeline:
     def stage1(self, crop: WorkCrop, job: PersonJob, seed: int) -> Stage1Result:
         """The person drawn in the template's body pose: gives the face structure (landmarks)."""
         cfg = self.config
-        res = cfg.resolution
+        res = cfg.size
         face_s = Face(bbox=crop.box.to_crop(job.face.face.bbox.reshape(2, 2)).ravel(), score=job.face.face.score)
         scale = res / crop.box.side
         body = _target_body(self.body_pose.estimate(crop.pixels, faces=[face_s]), face_s.center)
@@ -370,9 +389,9 @@ class TemplatePortraitPipeline:
         raw = self.text2img(
             **self._prompt(job, self.text2img), image=Image.fromarray(pose_image),
             height=res, width=res, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-            controlnet_conditioning_scale=cfg.stage1_pose_scale, generator=_generator(seed), output_type="np",
-        ).images[0]
-        raw = to_uint8(raw * 255.0)
+            controlnet_conditioning_scale=cfg.stage1_pose_scale, generator=_generator(seed), output_type="latent",
+        ).images
+        raw = _to_image(self.text2img, raw)
         fused = self._fuse(raw, job)
         faces = self.analyzer.analyze(fused.image, landmarks=True)
         return Stage1Result(pose_image, pose_source, raw, fused.image, fused.fused,
@@ -390,7 +409,7 @@ class TemplatePortraitPipeline:
     @_timed("stage2")
     def stage2_conditions(self, crop: WorkCrop, warp: LandmarkWarp) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
-        pose = stage2_pose_image(cfg.resolution, warp.landmarks)
+        pose = stage2_pose_image(cfg.size, warp.landmarks)
         canny = canny_outside(crop.model_input, crop.model_mask, cfg.canny_low, cfg.canny_high)
         return pose, canny
 
@@ -399,7 +418,7 @@ class TemplatePortraitPipeline:
                seed: int) -> Candidate:
         """Inpaint the dilated face region from the template latent, guided by pose + edges."""
         cfg = self.config
-        res = cfg.resolution
+        res = cfg.size
         raw = self.inpaint(
             **self._prompt(job, self.inpaint), image=Image.fromarray(crop.model_input),
             mask_image=Image.fromarray(crop.model_mask.astype(np.uint8) * 255),
@@ -407,9 +426,9 @@ class TemplatePortraitPipeline:
             height=res, width=res, strength=cfg.strength, num_inference_steps=cfg.steps,
             guidance_scale=cfg.guidance_scale,
             controlnet_conditioning_scale=[cfg.stage2_pose_scale, cfg.stage2_canny_scale],
-            generator=_generator(seed), output_type="np",
-        ).images[0]
-        raw = to_uint8(raw * 255.0)
+            generator=_generator(seed), output_type="latent",
+        ).images
+        raw = _to_image(self.inpaint, raw)
         fused = self._fuse(raw, job)
         return Candidate(seed, raw, fused.image, fused.fused)
 
@@ -447,10 +466,8 @@ class TemplatePortraitPipeline:
         return self._fact.embeds(job.prompt, job.negative_prompt, pipe=pipe)
 
     def _fuse(self, image: np.ndarray, job: PersonJob):
-        from .components import Fused
-
-        if not self.config.fuse_faces or job.face_photo is None:
-            return Fused(image, False, "fusion off")
+        if self.config.fusion == "none" or job.face_photo is None:
+            return FaceFuser.skipped(image, "fusion off")
         return self.fuser(image, job.face_photo, job.face_photo_face)
 
     def _warn(self, message: str) -> None:
@@ -468,6 +485,14 @@ def _photo_name(photo) -> str:
     """A person given by photos is named after the first photo's file stem."""
     source = getattr(photo, "source", photo)
     return Path(str(source)).stem if not isinstance(source, np.ndarray) else "photo"
+
+
+def _to_image(pipe, images) -> np.ndarray:
+    """The first image of a pipeline call as uint8 RGB: latents are decoded NaN-safely (fp16 VAEs that
+    overflow are decoded again in fp32); a pipeline that already returned pixels in [0, 1] passes."""
+    if isinstance(images, torch.Tensor):
+        return decode_latents(pipe, images)[0]
+    return to_uint8(np.asarray(images[0]) * 255.0)
 
 
 def _generator(seed: int) -> torch.Generator:

@@ -92,17 +92,20 @@ class ClassicalSkinRetoucher:
 class ABPNRetoucher:
     """The paper's retoucher: ABPN on ModelScope (``abpn-retouch``), optional backend.
 
-    Needs ``pip install 'modelscope[framework]'`` and the model files
+    The torch model ``damo/cv_unet_skin_retouching_torch`` (ModelScope task ``skin-retouching-torch``),
+    as the reference now uses: the older TensorFlow ``cv_unet_skin-retouching`` downloads a face
+    detector at run time. Needs ``pip install 'modelscope[framework]'`` and the model files
     (``facechain models download abpn-retouch``); otherwise construction raises
-    :class:`~facechain.errors.ModelNotFoundError`.
+    :class:`~facechain.errors.ModelNotFoundError`. Not run here (no hub access): untested on real weights.
     """
 
     MODEL_NAME = "abpn-retouch"
+    TASK = "skin-retouching-torch"
 
     def __init__(self, reference: str | None = None):
         from ..models.modelscope_pipelines import modelscope_pipeline
 
-        self._pipe, keys = modelscope_pipeline(self.MODEL_NAME, "skin_retouching", reference)
+        self._pipe, keys = modelscope_pipeline(self.MODEL_NAME, self.TASK, reference)
         self._key = keys.OUTPUT_IMG
 
     def retouch(self, image: np.ndarray, face: Face) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import options, progress
 from ..errors import FacechainError, InputError
 from ..identity import Identity, resolve_identity
 from ..image_io import IMAGE_SUFFIXES, list_images, load_image
@@ -172,12 +173,16 @@ def evaluate(
     person: str | Path | Identity | None = None,
     *,
     threshold: float = DEFAULT_THRESHOLD,
+    quiet: bool = False,
     analyzer=None,
 ) -> EvalReport:
-    """Face-detection rate and identity similarity of ``outputs`` (a folder or image files) vs ``person``."""
+    """Face-detection rate and identity similarity of ``outputs`` (a folder or image files) vs ``person``.
+
+    ``person``: identity name, folder or :class:`Identity` (default: the newest identity); ``threshold``:
+    the similarity counted as a likeness; ``quiet``: no progress.
+    """
+    threshold = options.validate({"threshold": threshold})["threshold"]
     identity = person if isinstance(person, Identity) else resolve_identity(person)
-    if not 0.0 <= threshold <= 1.0:
-        raise FacechainError(f"--threshold must be between 0 and 1, got {threshold}")
     inputs = [outputs] if isinstance(outputs, (str, Path)) else list(outputs)
     for p in map(Path, inputs):
         if not p.exists():
@@ -185,29 +190,39 @@ def evaluate(
     paths = [p for p in list_images(inputs) if p.name not in _SKIP]
     if not paths:
         raise InputError(inputs[0], "no images to evaluate")
-    if analyzer is None:
-        from ..perception import get_analyzer
+    with progress.reporting(quiet=quiet):
+        if analyzer is None:
+            from ..perception import get_analyzer
 
-        analyzer = get_analyzer()
+            progress.say("loading face models")
+            analyzer = get_analyzer()
 
-    refs, source = reference_photos(identity)
-    embs = [e for e in (_embed_or_skip(p, analyzer) for p in refs) if e is not None]
-    if not embs and identity.embedding is not None:
-        embs, source = [identity.embedding], "template embedding in the manifest"
-    if not embs:
-        raise FacechainError(f"identity '{identity.name}': no face found in its reference photos ({source}); cannot evaluate likeness")
-    centroid = np.mean(np.stack(embs), axis=0)
-    centroid /= np.linalg.norm(centroid) + 1e-12
+        refs, source = reference_photos(identity)
+        with progress.task("reference photos", total=len(refs), unit="img") as bar:
+            embs = []
+            for p in refs:
+                emb = _embed_or_skip(p, analyzer)
+                if emb is not None:
+                    embs.append(emb)
+                bar.update(1)
+        if not embs and identity.embedding is not None:
+            embs, source = [identity.embedding], "template embedding in the manifest"
+        if not embs:
+            raise FacechainError(f"identity '{identity.name}': no face found in its reference photos ({source}); cannot evaluate likeness")
+        centroid = np.mean(np.stack(embs), axis=0)
+        centroid /= np.linalg.norm(centroid) + 1e-12
 
-    report = EvalReport(identity.name, float(threshold), source, len(embs))
-    for p in paths:
-        try:
-            emb = _embed_largest(p, analyzer)
-        except InputError as e:
-            report.unreadable.append(e)
-            continue
-        sim = None if emb is None else cosine_similarity(emb, centroid)
-        report.scores.append(ImageScore(str(p), emb is not None, sim))
+        report = EvalReport(identity.name, float(threshold), source, len(embs))
+        with progress.task("scoring portraits", total=len(paths), unit="img") as bar:
+            for p in paths:
+                try:
+                    emb = _embed_largest(p, analyzer)
+                except InputError as e:
+                    report.unreadable.append(e)
+                else:
+                    sim = None if emb is None else cosine_similarity(emb, centroid)
+                    report.scores.append(ImageScore(str(p), emb is not None, sim))
+                bar.update(1)
     if not report.scores:  # nothing was measured: a report of zeros would look like a (bad) result
         raise NothingToEvaluateError(f"none of the {len(paths)} image(s) could be read (first: {report.unreadable[0]})")
     if report.unreadable:

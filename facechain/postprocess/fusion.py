@@ -47,7 +47,7 @@ class FusionResult:
         return {"fused": self.fused, "reason": self.reason, "backend": self.backend}
 
 
-class FaceFuser(Protocol):
+class FusionBackend(Protocol):
     """A backend: returns the target with the source's face blended in (before masking)."""
 
     name: str
@@ -91,10 +91,10 @@ class ModelScopeFaceFuser:
         return np.ascontiguousarray(out.astype(np.uint8))
 
 
-_FUSERS: dict[str, FaceFuser] = {}
+_FUSERS: dict[str, FusionBackend] = {}
 
 
-def get_fuser(name: str = "landmark") -> FaceFuser:
+def get_fuser(name: str = "landmark") -> FusionBackend:
     """The process-wide backend called ``name`` (models load once)."""
     if name not in FUSION_BACKENDS:
         raise ConfigError(f"unknown face fusion backend '{name}' (known: {', '.join(FUSION_BACKENDS)})")
@@ -116,7 +116,7 @@ def fuse_face(
     analyzer=None,
     target_face: Face | None = None,
     source_face: Face | None = None,
-    backend: str | FaceFuser = "landmark",
+    backend: str | FusionBackend = "landmark",
 ) -> FusionResult:
     """Blend ``source_rgb``'s (the template's) face into the largest face of ``target_rgb``.
 
@@ -152,3 +152,24 @@ def fuse_face(
     out = np.clip(np.round(out), 0, 255).astype(np.uint8)
     out[alpha <= 0] = target[alpha <= 0]  # exact: nothing outside the mask moves
     return FusionResult(out, alpha.astype(np.float32), True, None, fuser.name)
+
+
+class FaceFuser:
+    """Face fusion as every pipeline uses it (generate, inpaint, try-on): one backend, one strength,
+    one analyzer, and the person's face detected once by the caller (``source_face``)."""
+
+    def __init__(self, analyzer=None, strength: float = 1.0, backend: str | FusionBackend = "landmark"):
+        self.analyzer = analyzer
+        self.strength = strength
+        self.backend = backend
+
+    def __call__(self, target: np.ndarray, source: np.ndarray, source_face: Face | None = None) -> FusionResult:
+        res = fuse_face(target, source, strength=self.strength, analyzer=self.analyzer, source_face=source_face,
+                        backend=self.backend)
+        res.image = np.asarray(res.image, dtype=np.uint8)
+        return res
+
+    @staticmethod
+    def skipped(image: np.ndarray, reason: str) -> FusionResult:
+        """The result of not fusing ``image`` (fusion off, no person photo)."""
+        return FusionResult(image, np.zeros(image.shape[:2], dtype=np.float32), False, reason, "none")

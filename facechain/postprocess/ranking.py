@@ -79,3 +79,15 @@ def sort_ranked(ranked: list[RankedImage]) -> list[RankedImage]:
         return (0 if r.ok else 1, -sim, r.index)
 
     return sorted(ranked, key=key)
+
+
+class SimilarityRanker:
+    """Ranking as every pipeline uses it: :func:`rank_images` against a person's reference embedding."""
+
+    def __init__(self, analyzer=None, min_face_fraction: float = MIN_FACE_FRACTION):
+        self.analyzer = analyzer
+        self.min_face_fraction = min_face_fraction
+
+    def __call__(self, images: Sequence[np.ndarray], reference: np.ndarray | None) -> list[RankedImage]:
+        """Best first (faces judged ok first, then by similarity; without a reference, ok ones in seed order)."""
+        return rank_images(images, reference, analyzer=self.analyzer, min_face_fraction=self.min_face_fraction)

@@ -20,10 +20,9 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from tqdm.auto import tqdm
-
+from .. import options, progress
 from ..atomic import atomic_directory, atomic_write_text
 from ..config import config_to_dict, load_config
 from ..errors import FacechainError, InputError, NoUsablePhotosError, translate
@@ -50,25 +49,43 @@ def prepare(
     photos: str | Path | Sequence[str | Path],
     output: str | Path,
     *,
-    config_file: str | Path | None = None,
+    config: str | Path | None = None,
     overwrite: bool = False,
     trigger: str | None = None,
     retouch: bool | None = None,
-    progress: bool = True,
+    retoucher: str | None = None,
+    segmenter: str | None = None,
+    detector: str | None = None,
+    orientation: str | None = None,
+    orientation_model: str | None = None,
+    quality_model: str | None = None,
+    tagger: str | None = None,
+    tagger_model: str | None = None,
+    size: int | str | None = None,
+    min_face_size: int | None = None,
+    blur_threshold: float | None = None,
+    identity_threshold: float | None = None,
+    quiet: bool = False,
     analyzer: FaceAnalyzer | None = None,
-    **overrides: Any,
 ) -> PrepareResult:
     """Turn personal photos (files and/or folders) into a training folder at ``output``.
 
-    Keyword arguments are the CLI flags (``trigger="a handsome man"``, ``retouch=False``,
-    ``segmenter="none"``, ``min_face_size=64``, ... see :class:`PrepareConfig`); ``None`` means
-    "not given". Precedence: keyword > ``config_file``'s ``prepare:`` section > default.
-    ``analyzer``: a :class:`FaceAnalyzer` to use (and reuse across calls); by default the
-    process-wide one for ``detector``. Raises :class:`NoUsablePhotosError` (nothing written)
-    when every photo is rejected, :class:`OutputExistsError` for a non-empty ``output``
-    without ``overwrite``.
+    The keywords are the ``facechain prepare`` flags (``trigger="a handsome man"``, ``retouch=False``,
+    ``segmenter="none"``, ``min_face_size=64``, ...); ``None`` means "not given". Precedence:
+    keyword > ``config``'s ``prepare:`` section > :class:`PrepareConfig` default. ``size`` is the
+    side of the square training images (config field ``resolution``). Other :class:`PrepareConfig`
+    fields are set in the config file. ``quiet``: no progress. ``analyzer``: a :class:`FaceAnalyzer`
+    to use (and reuse across calls); by default the process-wide one for ``detector``. Raises
+    :class:`NoUsablePhotosError` (nothing written) when every photo is rejected,
+    :class:`OutputExistsError` for a non-empty ``output`` without ``overwrite``.
     """
-    cfg = load_config(PrepareConfig, "prepare", config_file, {"trigger": trigger, "retouch": retouch, **overrides})
+    given = options.validate(dict(
+        trigger=trigger, retouch=retouch, retoucher=retoucher, segmenter=segmenter, detector=detector,
+        orientation=orientation, orientation_model=orientation_model, quality_model=quality_model, tagger=tagger,
+        tagger_model=tagger_model, size=size, min_face_size=min_face_size, blur_threshold=blur_threshold,
+        identity_threshold=identity_threshold), square_size=True)
+    given["resolution"] = given.pop("size")
+    cfg = load_config(PrepareConfig, "prepare", config, given)
     output = Path(output)
     inputs = [photos] if isinstance(photos, (str, Path)) else list(photos)
     if not inputs:
@@ -80,13 +97,15 @@ def prepare(
     if not paths:
         raise NoUsablePhotosError(f"no image files found in {', '.join(map(str, inputs)) or 'the input'}")
     # fail before the slow part: an output on an input, someone else's folder, a read-only or full disk
-    note = check_output(output, PREPARED_FOLDER, inputs=[*inputs, config_file], overwrite=overwrite,
+    note = check_output(output, PREPARED_FOLDER, inputs=[*inputs, config], overwrite=overwrite,
                         need_bytes=(len(paths) + 1) * cfg.resolution ** 2 * 3 // 2)
 
-    with output_lock(output):
+    with output_lock(output), progress.reporting(quiet=quiet):
+        if analyzer is None:
+            progress.say(f"loading face models ({cfg.detector} detector)")
         components = PrepareComponents.from_config(cfg, analyzer)
         timer = StepTimer()
-        processed, rejected = _process_all(paths, cfg, components, timer, progress)
+        processed, rejected = _process_all(paths, cfg, components, timer)
 
         with timer("selection"):
             selection, outliers = select(processed, components.analyzer, cfg.identity_threshold, cfg.trigger)
@@ -101,25 +120,25 @@ def prepare(
         return _write(output, overwrite, cfg, selection, rejected, timer)
 
 
-def _process_all(paths: list[Path], cfg: PrepareConfig, comp: PrepareComponents, timer: StepTimer, progress: bool) -> tuple[list[ProcessedPhoto], list[Rejection]]:
+def _process_all(paths: list[Path], cfg: PrepareConfig, comp: PrepareComponents, timer: StepTimer) -> tuple[list[ProcessedPhoto], list[Rejection]]:
     processed: list[ProcessedPhoto] = []
     rejected: list[Rejection] = []
-    bar = tqdm(paths, desc="prepare", unit="photo", disable=not progress, dynamic_ncols=True)
-    for path in bar:
-        bar.set_postfix_str(path.name[-30:], refresh=False)
-        try:
-            processed.append(process_photo(path, cfg, comp, timer))
-        except PhotoRejected as r:
-            rejected.append(Rejection(path, r.reason))
-        except FacechainError:
-            raise  # a missing model or bad setting concerns every photo: stop
-        except Exception as e:  # one odd photo must not end the run
-            known = translate(e, path)
-            if known is None:  # a bug worth a traceback in the log (with --verbose)
-                log.info("%s: processing failed", path, exc_info=True)
-            first = (str(e).splitlines() or [""])[0]
-            reason = known.reason if isinstance(known, InputError) else f"could not be processed ({type(e).__name__}: {first})"
-            rejected.append(Rejection(path, reason))
+    with progress.task("preparing photos", total=len(paths), unit="photo") as bar:
+        for path in paths:
+            try:
+                processed.append(process_photo(path, cfg, comp, timer))
+            except PhotoRejected as r:
+                rejected.append(Rejection(path, r.reason))
+            except FacechainError:
+                raise  # a missing model or bad setting concerns every photo: stop
+            except Exception as e:  # one odd photo must not end the run
+                known = translate(e, path)
+                if known is None:  # a bug worth a traceback in the log (with --verbose)
+                    log.info("%s: processing failed", path, exc_info=True)
+                first = (str(e).splitlines() or [""])[0]
+                reason = known.reason if isinstance(known, InputError) else f"could not be processed ({type(e).__name__}: {first})"
+                rejected.append(Rejection(path, reason))
+            bar.update(1, message=path.name[-30:])
     return processed, rejected
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, shell_command
 from ..textfiles import read_json
 from ..types import Rejection
 
@@ -116,7 +116,8 @@ class PrepareResult:
         root = Path(folder)
         path = root / REPORT
         if not path.exists():
-            raise InputError(root, f"not a prepared folder (no {REPORT}); run 'facechain prepare' first")
+            raise InputError(root, f"not a prepared folder (no {REPORT}); "
+                                  f"run '{shell_command('facechain', 'prepare', 'PHOTOS', '--output', root)}' first")
         data = read_json(path, dict, "prepare report")
         try:
             return cls(
@@ -157,6 +158,10 @@ class PrepareResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:  # short: the photos, embedding and timings are in .accepted / .to_json()
+        return (f"PrepareResult({str(self.output_dir)!r}, trigger_word={self.trigger_word!r}, "
+                f"accepted={len(self.accepted)}, rejected={len(self.rejected)})")
 
 
 def _rel(path: Path, root: Path | None) -> str:

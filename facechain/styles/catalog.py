@@ -12,8 +12,9 @@ import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from .. import progress
 from ..errors import ConfigError, FacechainError, InputError, ModelNotFoundError
 from ..models.store import ModelStore, default_store
 from ..paths import builtin_configs_dir, user_styles_dir
@@ -108,31 +109,32 @@ def find_style(name_or_path: str | Path) -> Style:
 def resolve_style(
     style: str | Path | Style | None = None,
     *,
-    style_prompt: str | None = None,
+    prompt: str | None = None,
     style_lora: str | Path | None = None,
     style_weight: float | None = None,
     default: str | None = None,
 ) -> Style:
-    """The style a run uses: ``style`` (name, file or :class:`Style`) with ``style_*`` overrides applied.
+    """The style a run uses: ``style`` (name, file or :class:`Style`) with the overrides applied.
 
-    Without ``style``, ``style_prompt`` makes an ad-hoc style (prompt-only, or with ``style_lora``);
-    with neither, the ``default`` style name is used.
+    ``prompt`` replaces the style's prompt; without ``style`` it makes an ad-hoc style (prompt-only,
+    or with ``style_lora``); with neither, the ``default`` style name is used.
     """
+    style_prompt = prompt
     if isinstance(style, Style):
         base = style
     elif style is not None:
         base = find_style(style)
     elif style_prompt is not None:
-        base = style_from_mapping({"name": "custom", "prompt": style_prompt}, "--style-prompt", origin="adhoc")
+        base = style_from_mapping({"name": "custom", "prompt": style_prompt}, "--prompt", origin="adhoc")
     elif style_lora is not None:
-        raise ConfigError("--style-lora needs --style-prompt (an ad-hoc style) or --style (to replace that style's LoRA)")
+        raise ConfigError("--style-lora needs --prompt (an ad-hoc style) or --style (to replace that style's LoRA)")
     elif default:
         base = find_style(default)
     else:
-        raise ConfigError("no style given: pass --style NAME|FILE or --style-prompt TEXT")
+        raise ConfigError("no style given: pass --style NAME|FILE or --prompt TEXT")
     changes: dict[str, Any] = {}
     if style_prompt is not None and base.prompt != style_prompt:
-        changes["prompt"] = style_from_mapping({"name": base.name, "prompt": style_prompt}, "--style-prompt").prompt
+        changes["prompt"] = style_from_mapping({"name": base.name, "prompt": style_prompt}, "--prompt").prompt
     if style_lora is not None:
         lora = str(style_lora)
         if Path(lora).expanduser().exists():
@@ -192,3 +194,26 @@ def download_style_models(names: list[str], store: ModelStore | None = None) -> 
         if s.style_lora:
             done.append((f"{s.name} style LoRA", resolve_style_lora(s.style_lora, store, label=f"{s.name} style LoRA")))
     return done
+
+
+def styles(names: str | Sequence[str] | None = None, *, download: bool = False, quiet: bool = False) -> list[dict[str, Any]]:
+    """The ``facechain styles`` verb: one row per style (what ``facechain styles --json`` prints).
+
+    ``names``: only these styles (names or .yaml files; default: every shipped and user style).
+    ``download``: fetch the named styles' base models and LoRAs first (nothing is fetched at start-up).
+    Each row is the style's fields plus ``base_present``, ``lora_present`` and ``ready``. Listing every
+    style, a broken user style file is a row too (``name``, ``path``, ``broken``: the reason, ``ready``
+    False): one bad file never hides the others.
+    """
+    names = [names] if isinstance(names, str) else list(names or [])
+    if download and not names:
+        raise ConfigError("name the styles whose models to download")
+    chosen = [find_style(n) for n in names] if names else None
+    with progress.reporting(quiet=quiet):
+        if download:
+            for label, path in download_style_models(names):
+                progress.say(f"{label}: {path}")
+        rows = style_status(chosen)
+    broken = [] if names else scan_styles()[1]
+    return [r.to_json() for r in rows] + [{"name": b.name, "path": str(b.path), "origin": "user", "broken": b.reason,
+                                           "ready": False} for b in broken]

@@ -14,8 +14,8 @@ keys are rejected with a message naming the file and the key. Example::
     negative_prompt: null             # null: facechain's default negative prompt
     size: 512x512
     steps: 40
-    guidance: 7.0
-    sampler: default
+    guidance_scale: 7.0
+    sampler: dpm_singlestep
 
 Where the trigger word goes: ``{trigger}`` in ``prompt`` is replaced by the identity's trigger
 word and ``{tags}`` by its frequent tags; without ``{trigger}`` the pipeline puts
@@ -45,7 +45,11 @@ DEFAULT_STYLE_WEIGHT = 0.25
 DEFAULT_STEPS = 40
 DEFAULT_GUIDANCE = 7.0
 DEFAULT_SIZE = (512, 512)
-SAMPLERS = ("default", "ddim", "pndm", "euler", "euler_a", "heun", "lms", "dpm++2m", "dpm++2m_karras", "unipc")
+#: ``dpm_singlestep`` (DPMSolverSinglestepScheduler) is what the reference forces for LoRA portraits;
+#: ``default`` keeps the base model's own scheduler.
+SAMPLERS = ("default", "dpm_singlestep", "ddim", "pndm", "euler", "euler_a", "heun", "lms", "dpm++2m", "dpm++2m_karras",
+            "unipc")
+DEFAULT_SAMPLER = "dpm_singlestep"
 WEIGHT_RANGE = (0.0, 2.0)
 
 
@@ -92,8 +96,9 @@ class Style:
     negative_prompt: str | None = None
     size: tuple[int, int] = DEFAULT_SIZE
     steps: int = DEFAULT_STEPS
-    guidance: float = DEFAULT_GUIDANCE
-    sampler: str = "default"
+    guidance_scale: float = DEFAULT_GUIDANCE
+    sampler: str = DEFAULT_SAMPLER
+    fact_variant: str | None = None  # FACT adapter for --photo: film | maj; None: chosen from the base model
     source: str | None = None  # provenance of the style's data (e.g. the reference repository's file)
     path: Path | None = None  # the YAML file it came from (None: built in code / ad hoc)
     origin: str = "adhoc"  # builtin | user | file | adhoc
@@ -143,6 +148,10 @@ def style_from_mapping(data: dict[str, Any], where: str, *, default_name: str | 
     """Validate a style mapping (from YAML or Python) and build a :class:`Style`."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a style must be a mapping of keys to values")
+    if "guidance" in data:  # the key's name before 0.2 (one vocabulary: guidance_scale everywhere)
+        if "guidance_scale" in data:
+            raise ConfigError(f"{where}: give 'guidance_scale' only (not also its old name 'guidance')")
+        data = {("guidance_scale" if k == "guidance" else k): v for k, v in data.items()}
     for key in data:
         if key not in _FIELDS:
             raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(_FIELDS))})")
@@ -167,8 +176,13 @@ def style_from_mapping(data: dict[str, Any], where: str, *, default_name: str | 
             kwargs[key] = _number(data, key, where, *WEIGHT_RANGE)
     if data.get("steps") is not None:
         kwargs["steps"] = _number(data, "steps", where, 1, 500, integer=True)
-    if data.get("guidance") is not None:
-        kwargs["guidance"] = _number(data, "guidance", where, 0.0, 50.0)
+    if data.get("guidance_scale") is not None:
+        kwargs["guidance_scale"] = _number(data, "guidance_scale", where, 0.0, 50.0)
+    if data.get("fact_variant") is not None:
+        variant = _text(data, "fact_variant", where)
+        if variant not in ("film", "maj"):
+            raise ConfigError(f"{where}: key 'fact_variant' must be film or maj, got {variant!r}")
+        kwargs["fact_variant"] = variant
     if data.get("size") is not None:
         kwargs["size"] = parse_size(data["size"], f"{where}: key 'size'")
     if data.get("sampler") is not None:

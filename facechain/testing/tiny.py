@@ -14,24 +14,13 @@ import torch
 TEXT_DIM = 32
 
 
-def _byte_chars() -> list[str]:
-    # GPT-2 byte-to-unicode table: the characters CLIP's byte-level BPE works on.
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def tiny_tokenizer(model_max_length: int = 77):
     from transformers import CLIPTokenizer
 
+    from ..diffusion.checkpoints import byte_characters  # CLIP's byte-level characters
+
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in _byte_chars():
+    for c in byte_characters():
         vocab.setdefault(c, len(vocab))
         vocab.setdefault(c + "</w>", len(vocab))
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)

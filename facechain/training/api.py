@@ -24,12 +24,11 @@ import json
 import logging
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .. import __version__
+from .. import __version__, options, progress
 from ..atomic import atomic_directory, atomic_write_text
 from ..config import config_to_dict, load_config
 from ..errors import InputError
@@ -48,11 +47,6 @@ log = logging.getLogger(__name__)
 PathsLike = str | Path | Sequence[str | Path]
 IDENTITY = OutputKind("identity", (MANIFEST,))  # what --overwrite may replace
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(message, file=sys.stderr, flush=True)
 
 
 def _as_paths(photos: PathsLike) -> list[Path]:
@@ -98,18 +92,18 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _start_work(work: Path, output: Path, resume: bool, progress: bool) -> Path | None:
+def _start_work(work: Path, output: Path, resume: bool) -> Path | None:
     """The checkpoint to resume from (``resume``), or a clean work folder (only ever one facechain made)."""
     check_work_dir(work)  # a <output>.work the user made is never reused or removed
     if resume:
         ckpt = latest_checkpoint(work)
         if ckpt is None:
-            raise InputError(work, "no checkpoint to resume from (train without --resume)")
-        _say(progress, f"resuming from {ckpt}")
+            raise InputError(work, f"no checkpoint to resume from (train without {options.spell_value('resume')})")
+        progress.say(f"resuming from {ckpt}")
         return ckpt
     if work.exists() and latest_checkpoint(work) is not None:
-        _say(progress, f"starting over: removing the checkpoints of an unfinished run in {work} "
-                       "(pass --resume to continue it instead)")
+        progress.say(f"starting over: removing the checkpoints of an unfinished run in {work} "
+                     f"(pass {options.spell_value('resume')} to continue it instead)")
     claim_work_dir(work, output)
     return None
 
@@ -125,27 +119,26 @@ def _work_folder_kept_only_if_resumable(work: Path) -> Iterator[None]:
         raise
 
 
-def _prepare_photos(inputs: list[Path], dest: Path, *, resume: bool, config_file, trigger, retouch, progress,
+def _prepare_photos(inputs: list[Path], dest: Path, *, resume: bool, config, trigger, retouch, quiet,
                     analyzer) -> Path:
     """Run ``facechain prepare`` into the work folder (kept there, so resume does not redo it)."""
     if resume and is_prepared_folder(dest):
-        _say(progress, f"reusing the prepared dataset in {dest}")
+        progress.say(f"reusing the prepared dataset in {dest}")
         return dest
     from ..preprocess.pipeline import prepare
 
-    result = prepare(inputs if len(inputs) > 1 else inputs[0], dest, config_file=config_file, overwrite=True,
-                     trigger=trigger, retouch=retouch, progress=progress, analyzer=analyzer)
-    if progress and hasattr(result, "summary"):
-        _say(progress, result.summary())
+    result = prepare(inputs if len(inputs) > 1 else inputs[0], dest, config=config, overwrite=True,
+                     trigger=trigger, retouch=retouch, quiet=quiet, analyzer=analyzer)
+    if hasattr(result, "summary"):
+        progress.say(result.summary())
     return Path(getattr(result, "output_dir", dest))
 
 
-def _load_trainer(info: BaseModelInfo, examples: list[TrainingExample], cfg: TrainConfig, work: Path,
-                  progress: bool) -> LoraTrainer:
+def _load_trainer(info: BaseModelInfo, examples: list[TrainingExample], cfg: TrainConfig, work: Path) -> LoraTrainer:
     _, _, dtype = resolve_precision(cfg)
-    _say(progress, f"loading base model {info.reference}")
+    progress.say(f"loading base model {info.reference}")
     components = load_components(info, dtype)
-    trainer = LoraTrainer(components, examples, cfg, work_dir=work, progress=progress)
+    trainer = LoraTrainer(components, examples, cfg, work_dir=work)
     del components
     gc.collect()  # with latents cached the trainer no longer holds the VAE (and CLIP): let them go
     return trainer
@@ -170,26 +163,72 @@ def _training_manifest(cfg: TrainConfig, outcome: TrainOutcome, trainer: LoraTra
             "settings": settings, "facechain_version": __version__, "log_file": LOG_FILE}
 
 
+#: ``train``/``train_style`` keywords that are :class:`TrainConfig` fields of the same name.
+TRAINING_KEYWORDS = ("base_model", "steps", "epochs", "batch_size", "learning_rate", "lr_scheduler", "rank", "alpha",
+                     "train_text_encoder", "seed", "gradient_checkpointing", "cache_latents", "flip", "optimizer",
+                     "checkpoint_every")
+_DTYPE_TO_MIXED_PRECISION = {"auto": None, "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
+
+
+def training_overrides(keywords: dict[str, Any]) -> dict[str, Any]:
+    """``train``/``train_style`` keywords -> :class:`TrainConfig` fields: ``size`` -> ``resolution``, ``dtype`` ->
+    ``mixed_precision`` (fp32 = no mixed precision), ``device``/``dtype`` ``auto`` -> not given (the config file's,
+    else automatic). Other keywords are ignored; every value is checked first (one-line errors)."""
+    wanted = (*TRAINING_KEYWORDS, "size", "device", "dtype")
+    values = options.validate({k: keywords.get(k) for k in wanted}, square_size=True)
+    out = {k: values[k] for k in TRAINING_KEYWORDS if values.get(k) is not None}
+    if values.get("size") is not None:
+        out["resolution"] = int(values["size"])
+    if values.get("device") not in (None, "auto"):
+        out["device"] = values["device"]
+    precision = _DTYPE_TO_MIXED_PRECISION[values.get("dtype") or "auto"]
+    if precision is not None:
+        out["mixed_precision"] = precision
+    return out
+
+
 def train(
     photos: PathsLike,
     *,
     name: str | None = None,
     output: str | Path | None = None,
-    config_file: str | Path | None = None,
+    config: str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
     trigger: str | None = None,
     retouch: bool | None = None,
-    progress: bool = True,
+    base_model: str | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    size: int | str | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    lr_scheduler: str | None = None,
+    rank: int | None = None,
+    alpha: float | None = None,
+    train_text_encoder: bool | None = None,
+    seed: int | None = None,
+    dtype: str = "auto",
+    gradient_checkpointing: bool | None = None,
+    cache_latents: bool | None = None,
+    flip: bool | None = None,
+    optimizer: str | None = None,
+    checkpoint_every: int | None = None,
+    device: str = "auto",
+    quiet: bool = False,
     analyzer: Any = None,
-    **overrides: Any,
 ) -> Identity:
     """Train a face LoRA from ``photos`` (files/folders, or one prepared dataset folder).
 
-    ``overrides`` are :class:`TrainConfig` fields (``steps=30``, ``base_model=...``, ...); ``trigger``
-    and ``retouch`` are passed to ``prepare``. Returns the saved :class:`~facechain.identity.Identity`.
+    The keywords are the ``facechain train`` flags; ``None`` means "the recipe's" (precedence: keyword >
+    ``config``'s ``train:`` section > :class:`TrainConfig` default). ``size`` is the training side in px
+    (config field ``resolution``); ``dtype`` the training precision (config field ``mixed_precision``:
+    ``fp32`` = no mixed precision, ``auto`` = bf16/fp16 on CUDA, fp32 elsewhere). ``trigger`` and ``retouch``
+    are passed to :func:`~facechain.preprocess.pipeline.prepare`. ``quiet``: no progress. Returns the
+    saved :class:`~facechain.identity.Identity`.
     """
-    cfg = load_config(TrainConfig, "train", config_file, overrides)
+    overrides = training_overrides(locals())  # the keywords above, before anything else is bound
+    cfg = load_config(TrainConfig, "train", config, overrides)
     inputs = _as_paths(photos)
     prepared = inputs[0] if len(inputs) == 1 and is_prepared_folder(inputs[0]) else None
     if prepared is None:
@@ -200,31 +239,31 @@ def train(
     output = Path(output).expanduser() if output else identities_dir() / name
     work = work_dir_for(output)
     # before any heavy work: never onto the photos, over someone else's folder, or on a read-only disk
-    note = check_output(output, IDENTITY, inputs=[*inputs, config_file, _local(cfg.base_model)],
+    note = check_output(output, IDENTITY, inputs=[*inputs, config, _local(cfg.base_model)],
                         overwrite=overwrite)
     guard_inputs(work, inputs)
 
     base = resolve_base_model(cfg.base_model)  # a missing model fails here, in one line
-    with output_lock(output):  # a second run into the same output fails at once
-        resume_from = _start_work(work, output, resume, progress)
+    with output_lock(output), progress.reporting(quiet=quiet):  # a second run into the same output fails at once
+        resume_from = _start_work(work, output, resume)
         with _work_folder_kept_only_if_resumable(work):
             if prepared is None:
-                prepared = _prepare_photos(inputs, work / "dataset", resume=resume, config_file=config_file,
-                                           trigger=trigger, retouch=retouch, progress=progress, analyzer=analyzer)
+                prepared = _prepare_photos(inputs, work / "dataset", resume=resume, config=config, trigger=trigger,
+                                           retouch=retouch, quiet=quiet, analyzer=analyzer)
             elif trigger is not None or retouch is not None:
-                log.warning("%s is already prepared: --trigger/--no-retouch are ignored", prepared)
+                log.warning("%s is already prepared: trigger/retouch are ignored", prepared)
             data = read_prepared(prepared)
 
-            trainer = _load_trainer(base, data.examples, cfg, work, progress)
-            _say(progress, f"training '{name}': {trainer.describe()}")
+            trainer = _load_trainer(base, data.examples, cfg, work)
+            progress.say(f"training '{name}': {trainer.describe()}")
             outcome = trainer.train(resume_from=resume_from)
 
             if note:
-                _say(progress, note)
+                progress.say(note)
             identity = _write_identity(output, overwrite, name, base, data, cfg, trainer, outcome, work)
         remove_work_dir(work)
-    _say(progress, f"identity '{name}' saved in {output} (final loss {outcome.final_loss:.4f}, "
-                   f"{outcome.steps} steps in {outcome.seconds:.0f} s)")
+        progress.say(f"identity '{name}' saved in {output} (final loss {outcome.final_loss:.4f}, "
+                     f"{outcome.steps} steps in {outcome.seconds:.0f} s)")
     return identity
 
 
@@ -311,38 +350,57 @@ def train_style(
     *,
     name: str | None = None,
     output: str | Path | None = None,
-    config_file: str | Path | None = None,
+    config: str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    progress: bool = True,
-    **overrides: Any,
+    base_model: str | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    size: int | str | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    lr_scheduler: str | None = None,
+    rank: int | None = None,
+    alpha: float | None = None,
+    train_text_encoder: bool | None = None,
+    seed: int | None = None,
+    dtype: str = "auto",
+    gradient_checkpointing: bool | None = None,
+    cache_latents: bool | None = None,
+    flip: bool | None = None,
+    optimizer: str | None = None,
+    checkpoint_every: int | None = None,
+    device: str = "auto",
+    quiet: bool = False,
 ) -> StyleLora:
     """Train a style LoRA (paper preset: rank 32, lr 1e-4, cosine with restarts, 20 epochs).
 
     ``folder`` holds style images with a same-named ``.txt`` caption each, or a ``metadata.jsonl``.
     Writes ``<output>/pytorch_lora_weights.safetensors``, ``facechain_lora.json`` and ``style.yaml``
-    (default output ``$FACECHAIN_HOME/loras/<name>``).
+    (default output ``$FACECHAIN_HOME/loras/<name>``). The keywords are :func:`train`'s (section
+    ``train_style:`` of ``config``; ``size`` -> ``resolution``, ``dtype`` -> ``mixed_precision``).
     """
-    cfg = load_config(StyleTrainConfig, "train_style", config_file, overrides)
+    overrides = training_overrides(locals())  # the keywords above, before anything else is bound
+    cfg = load_config(StyleTrainConfig, "train_style", config, overrides)
     folder = _as_paths(folder)[0]
     examples = read_captioned_folder(folder)
     name = check_name(name or default_name([folder]))
     output = Path(output).expanduser() if output else facechain_home() / "loras" / name
     work = work_dir_for(output)
-    note = check_output(output, STYLE_LORA, inputs=[folder, config_file, _local(cfg.base_model)], overwrite=overwrite)
+    note = check_output(output, STYLE_LORA, inputs=[folder, config, _local(cfg.base_model)], overwrite=overwrite)
     guard_inputs(work, [folder])
     base = resolve_base_model(cfg.base_model)
-    with output_lock(output):
-        resume_from = _start_work(work, output, resume, progress)
+    with output_lock(output), progress.reporting(quiet=quiet):
+        resume_from = _start_work(work, output, resume)
         with _work_folder_kept_only_if_resumable(work):
-            trainer = _load_trainer(base, examples, cfg, work, progress)
-            _say(progress, f"training style '{name}': {trainer.describe()}")
+            trainer = _load_trainer(base, examples, cfg, work)
+            progress.say(f"training style '{name}': {trainer.describe()}")
             outcome = trainer.train(resume_from=resume_from)
             if note:
-                _say(progress, note)
+                progress.say(note)
             prompt = _write_style_lora(output, overwrite, name, folder, examples, base, cfg, trainer, outcome, work)
         remove_work_dir(work)
-    _say(progress, f"style LoRA '{name}' saved in {output}; style definition: {output / STYLE_SNIPPET}")
+        progress.say(f"style LoRA '{name}' saved in {output}; style definition: {output / STYLE_SNIPPET}")
     return StyleLora(name, output, base.reference, prompt, outcome)
 
 

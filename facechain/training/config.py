@@ -1,8 +1,9 @@
 """Training settings: one dataclass per preset, resolved as defaults < YAML section < keywords/flags.
 
-``TrainConfig`` (section ``train``) carries the reference FaceChain face-LoRA recipe: 512 px,
-batch 1, lr 1.5e-4 with a cosine schedule, rank 4 / alpha 32 on the UNet attention projections,
-``min(200 x photos, 800)`` steps. ``StyleTrainConfig`` (section ``train_style``) is the paper's
+``TrainConfig`` (section ``train``) carries the reference FaceChain (v3.0.0) face-LoRA recipe: 512 px,
+batch 1, lr 1.5e-4 with a cosine schedule and no warm-up, rank 4 with LoRA scale 1 and a gaussian
+initialisation on the UNet attention projections, 200 epochs (``min(200 x photos, 4000)`` steps).
+docs/train.md and docs/parity.md give the evidence for each value. ``StyleTrainConfig`` (section ``train_style``) is the paper's
 style-LoRA preset: rank 32, lr 1e-4, cosine with restarts, 20 epochs.
 """
 
@@ -16,6 +17,7 @@ from ..models.registry import DEFAULT_BASE_MODEL
 
 OptimizerName = Literal["auto", "adamw", "adamw8bit"]
 Precision = Literal["auto", "no", "fp16", "bf16"]
+LoraInit = Literal["gaussian", "kaiming"]
 SchedulerName = Literal["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"]
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -34,15 +36,16 @@ class TrainConfig:
     lr_warmup_steps: int = 0
     lr_num_cycles: int = 1  # only for cosine_with_restarts
     rank: int = 4
-    alpha: float = 32.0
+    alpha: float = 4.0  # LoRA scale = alpha / rank = 1, as the reference trains (see docs/train.md)
+    lora_init: LoraInit = "gaussian"  # A ~ N(0, 1/rank^2), B = 0 (reference, diffusers); kaiming: peft's default
     target_modules: list[str] = field(default_factory=lambda: list(UNET_TARGETS))
     train_text_encoder: bool = False
     text_encoder_rank: int = 32
     text_encoder_alpha: float = 32.0
     text_encoder_target_modules: list[str] = field(default_factory=lambda: list(TEXT_ENCODER_TARGETS))
     steps: int | None = None  # None: from epochs, else min(steps_per_photo * photos, max_steps)
-    steps_per_photo: int = 200
-    max_steps: int = 800
+    steps_per_photo: int = 200  # the reference's 200 epochs at batch 1
+    max_steps: int = 4000  # = 200 epochs of the reference's 20-photo maximum
     epochs: int | None = None
     seed: int = 42
     flip: bool = True  # random horizontal flip augmentation
@@ -80,9 +83,11 @@ class TrainConfig:
             raise ConfigError(f"train option 'learning_rate' must be positive, got {self.learning_rate}")
         if not self.target_modules:
             raise ConfigError("train option 'target_modules' must name at least one module")
+        if self.lora_init not in ("gaussian", "kaiming"):
+            raise ConfigError(f"train option 'lora_init' must be gaussian or kaiming, got {self.lora_init!r}")
 
     def total_steps(self, n_images: int) -> int:
-        """Explicit ``steps``, else ``epochs`` over the data, else the reference's ``min(200 x photos, 800)``."""
+        """Explicit ``steps``, else ``epochs`` over the data, else ``min(200 x photos, 4000)`` (the reference's 200 epochs)."""
         if self.steps is not None:
             return self.steps
         if self.epochs is not None:
@@ -104,6 +109,6 @@ class StyleTrainConfig(TrainConfig):
 
 #: Settings that must match for ``--resume`` to continue a run exactly.
 RESUME_KEYS = ("base_model", "resolution", "batch_size", "learning_rate", "lr_scheduler", "lr_warmup_steps",
-               "lr_num_cycles", "rank", "alpha", "target_modules", "train_text_encoder", "text_encoder_rank",
+               "lr_num_cycles", "rank", "alpha", "lora_init", "target_modules", "train_text_encoder", "text_encoder_rank",
                "text_encoder_alpha", "text_encoder_target_modules", "seed", "flip", "optimizer", "adam_beta1",
                "adam_beta2", "adam_weight_decay", "adam_epsilon", "max_grad_norm", "mixed_precision")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, NoUsablePhotosError
+from ..errors import InputError, NoUsablePhotosError, shell_command
 from ..image_io import IMAGE_SUFFIXES, load_image
 from ..textfiles import read_json, read_json_lines, read_text
 
@@ -94,7 +94,8 @@ def read_metadata(folder: Path) -> list[TrainingExample]:
 def read_prepared(folder: Path | str) -> PreparedDataset:
     folder = Path(folder)
     if not is_prepared_folder(folder):
-        raise InputError(folder, f"not a prepared dataset (needs {METADATA} and {REPORT}; run 'facechain prepare')")
+        raise InputError(folder, f"not a prepared dataset (needs {METADATA} and {REPORT}; "
+                                f"run '{shell_command('facechain', 'prepare', 'PHOTOS', '--output', folder)}')")
     report = read_json(folder / REPORT, dict, "prepare report")
     examples = read_metadata(folder)
     if not examples:

@@ -11,12 +11,14 @@ so training stays exactly reproducible.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import task as progress_task
+from ..diffusion.vae import encode_posterior
 from .data import TrainingExample, load_training_image
 
 
@@ -47,11 +49,12 @@ class _Encoders:
         shift = getattr(vae.config, "shift_factor", None)
         self.shift = float(shift) if shift is not None else 0.0
 
-    @torch.no_grad()
     def posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std of the VAE's latent distribution for a (B, 3, H, W) batch in [-1, 1]."""
-        dist = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist
-        return dist.mean.float(), dist.std.float()
+        """Mean and std of the VAE's latent distribution for a (B, 3, H, W) batch in [-1, 1].
+
+        In the VAE's (training) dtype, again in fp32 if half precision overflows.
+        """
+        return encode_posterior(self.vae, pixels)
 
     @torch.no_grad()
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -81,13 +84,13 @@ class CachedDataset:
         self.input_ids = tokenize(tokenizer, [e.caption for e in self.examples])
         self._posteriors: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         variants = (False, True) if flip else (False,)
-        bar = tqdm(total=len(self.examples) * len(variants), desc="caching latents", unit="img", disable=not progress,
-                   leave=False)
-        for i, ex in enumerate(self.examples):
-            for flipped in variants:
-                self._posteriors[(i, flipped)] = enc.posterior(image_tensor(ex, resolution, flipped)[None])
-                bar.update()
-        bar.close()
+        with (progress_task("caching latents", total=len(self.examples) * len(variants), unit="img")
+              if progress else contextlib.nullcontext()) as bar:
+            for i, ex in enumerate(self.examples):
+                for flipped in variants:
+                    self._posteriors[(i, flipped)] = enc.posterior(image_tensor(ex, resolution, flipped)[None])
+                    if bar is not None:
+                        bar.update(1)
         self.embeddings = enc.embed(self.input_ids) if cache_text else None
 
     def __len__(self) -> int:

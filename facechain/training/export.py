@@ -4,10 +4,14 @@ diffusers' format has no place for peft's ``lora_alpha``: a loader that does not
 metadata assumes ``alpha == rank``. We therefore bake the ``alpha / rank`` scale into the ``up``
 (lora_B) matrices, so any loader (``pipe.load_lora_weights(folder)`` in plain diffusers, other
 UIs) reproduces exactly the model that was trained.
+
+:func:`export` (``facechain export``) writes an identity's LoRA for other tools: the kohya / A1111
+layout (:mod:`facechain.diffusion.kohya`) or a plain copy of the diffusers file.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,3 +43,73 @@ def save_lora_weights(folder: Path, unet_layers: dict[str, torch.Tensor],
                                               text_encoder_lora_layers=text_encoder_layers or None,
                                               weight_name=LORA_FILE, safe_serialization=True)
     return folder / LORA_FILE
+
+
+# --- `facechain export`: an identity's LoRA for other tools ------------------------------------------
+
+EXPORT_FORMATS = ("kohya", "diffusers")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` wrote."""
+
+    identity: str
+    format: str
+    path: Path
+    architecture: str
+    layers: int  # LoRA layers in the file
+
+    def to_json(self) -> dict:
+        return {"identity": self.identity, "format": self.format, "path": str(self.path),
+                "architecture": self.architecture, "layers": self.layers}
+
+    def summary(self) -> str:
+        return f"{self.identity}: {self.layers} LoRA layers ({self.architecture}, {self.format} layout) -> {self.path}"
+
+
+def export(person: str | Path, output: str | Path | None = None, *, format: str = "kohya", overwrite: bool = False,
+           quiet: bool = False) -> ExportResult:
+    """Write identity ``person``'s face LoRA as one ``.safetensors`` file for other tools.
+
+    ``kohya``: the kohya / A1111 key layout (``lora_unet_…`` with ``.alpha``) that A1111, Forge and
+    ComfyUI load; ``diffusers``: a copy of the identity's own file. ``output`` defaults to
+    ``<name>.safetensors`` in the current folder; an existing file is replaced only with ``overwrite``,
+    and the file appears whole or not at all.
+    """
+    from safetensors.torch import load_file, save
+
+    from ..atomic import atomic_write_bytes
+    from ..diffusion.kohya import kohya_metadata, lora_architecture, to_kohya
+    from ..errors import ConfigError, InputError, OutputExistsError
+    from ..identity import resolve_identity
+
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    ident = resolve_identity(person)
+    out = Path(output).expanduser() if output else Path(f"{ident.name}.safetensors")
+    if out.suffix.lower() != ".safetensors":
+        raise InputError(out, "the output must be a .safetensors file")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(out)
+    if out.is_dir():
+        raise InputError(out, "is a folder; give a .safetensors file name")
+    try:
+        weights = load_file(str(ident.lora_path))
+    except Exception as e:
+        raise InputError(ident.lora_path, f"cannot read the identity's LoRA ({type(e).__name__})") from None
+    architecture = lora_architecture(weights)
+    if format == "diffusers":
+        atomic_write_bytes(out, ident.lora_path.read_bytes())
+        layers = sum(1 for k in weights if k.endswith(("lora.down.weight", "lora_linear_layer.down.weight", "lora_A.weight")))
+        return ExportResult(ident.name, format, out, architecture, layers)
+    try:
+        kohya = to_kohya(weights, architecture)
+    except ValueError as e:
+        raise InputError(ident.lora_path, str(e)) from None
+    meta = kohya_metadata(architecture, kohya, {
+        "ss_output_name": ident.name, "facechain_identity": ident.name, "facechain_trigger_word": ident.trigger_word,
+        "facechain_base_model": str(ident.base_model),
+    })
+    atomic_write_bytes(out, save(kohya, metadata=meta))
+    return ExportResult(ident.name, format, out, architecture, sum(1 for k in kohya if k.endswith(".alpha")))

@@ -23,7 +23,6 @@ import gc
 import json
 import logging
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,10 +31,11 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from .. import progress
+from ..options import spell, spell_value
 from ..config import config_to_dict
-from ..diffusion.device import resolve_device
+from ..diffusion.device import native_bf16, resolve_device, training_dtype
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError, writing
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -93,17 +93,19 @@ class TrainOutcome:
 def resolve_precision(cfg: TrainConfig) -> tuple[torch.device, str, torch.dtype]:
     """Device, accelerate mixed-precision mode and the dtype of the frozen weights.
 
-    ``auto``: bf16 (fp16 on pre-Ampere GPUs) on CUDA; fp32 elsewhere (fp16 on CPU is ~20x slower).
+    ``auto``: bf16 on GPUs that compute it natively (compute capability >= 8), fp16 on older GPUs
+    (accelerate then scales the loss with a GradScaler; the LoRA weights stay fp32 so the scaler
+    can unscale their gradients), fp32 elsewhere (fp16 on CPU is ~20x slower).
     """
     device = resolve_device(cfg.device)
     mode = cfg.mixed_precision
     if mode == "auto":
-        if device.type == "cuda":
-            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            mode = "no"
+        mode = {torch.float32: "no", torch.float16: "fp16", torch.bfloat16: "bf16"}[training_dtype(device)]
     if mode == "fp16" and device.type == "cpu":
         raise ConfigError("mixed_precision fp16 needs a GPU; use bf16 or no on CPU")
+    if mode == "bf16" and device.type == "cuda" and not native_bf16(device):
+        log.warning("this GPU has no native bf16 (compute capability < 8): bf16 is emulated and slow; "
+                    "mixed_precision fp16 or auto is faster")
     dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
     return device, mode, dtype
 
@@ -153,7 +155,7 @@ def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
         if flag["stop"]:
             raise KeyboardInterrupt
         flag["stop"] = True
-        tqdm.write("stopping after this step to save a checkpoint (Ctrl-C again to abort at once)", file=sys.stderr)
+        progress.say("stopping after this step to save a checkpoint (Ctrl-C again to abort at once)")
 
     # SIGTERM (kill, docker stop, a batch scheduler's notice) is treated like Ctrl-C: a checkpoint first
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -218,12 +220,14 @@ class LoraTrainer:
         self.attention = _set_sdpa(self.unet)
 
         # LoRA A matrices are randomly initialised (B = 0): seed so the same seed gives the same run.
+        # "gaussian" draws A from N(0, 1/rank^2) like the reference's LoRA layers; True is peft's kaiming init.
+        init = "gaussian" if config.lora_init == "gaussian" else True
         torch.manual_seed(config.seed)
-        self.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights=True,
+        self.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights=init,
                                          target_modules=list(config.target_modules)))
         if config.train_text_encoder:
             self.text_encoder.add_adapter(LoraConfig(r=config.text_encoder_rank, lora_alpha=config.text_encoder_alpha,
-                                                     init_lora_weights=True,
+                                                     init_lora_weights=init,
                                                      target_modules=list(config.text_encoder_target_modules)))
         self.params = self._trainable_parameters()
         for p in self.params.values():  # LoRA weights train in fp32 even when the base is fp16/bf16
@@ -265,9 +269,10 @@ class LoraTrainer:
     def describe(self) -> str:
         c = self.cfg
         return (f"{self.total_steps} steps on {len(self.dataset)} images at {c.resolution}px, batch {c.batch_size}, "
-                f"LoRA rank {c.rank}/alpha {c.alpha:g}{' + text encoder' if c.train_text_encoder else ''}, "
+                f"LoRA rank {c.rank}/alpha {c.alpha:g} ({c.lora_init} init){' + text encoder' if c.train_text_encoder else ''}, "
                 f"lr {c.learning_rate:g} {c.lr_scheduler}; device {self.device.type}, precision "
-                f"{'fp32' if self.mixed_precision == 'no' else self.mixed_precision}, optimizer {self.optimizer_name}, "
+                f"{'fp32' if self.mixed_precision == 'no' else self.mixed_precision}"
+                f"{' with loss scaling' if self.accelerator.scaler is not None else ''}, optimizer {self.optimizer_name}, "
                 f"attention {self.attention}, latents {'cached' if c.cache_latents else 'encoded every step'}"
                 f"{', gradient checkpointing' if c.gradient_checkpointing else ''}")
 
@@ -331,9 +336,9 @@ class LoraTrainer:
 
     def _divergence_message(self, value: float) -> str:
         step = self.state.step + 1
-        hint = "lower --learning-rate"
+        hint = f"lower {spell('learning_rate')}"
         if self.mixed_precision != "no":
-            hint += " or --mixed-precision no"
+            hint += f" or {spell_value('dtype', 'fp32')}"
         last = latest_checkpoint(self.work_dir) if self.work_dir else None
         saved = f"; last checkpoint: {last}" if last else ""
         return f"loss became {value} at step {step}/{self.total_steps}: training diverged (try a {hint}){saved}"
@@ -437,8 +442,9 @@ class LoraTrainer:
             self.state.fixed_loss_before = self.fixed_batch_loss()
         logf = self._open_log()
         every = self.cfg.checkpoint_every
-        bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step", desc="training",
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = progress.task("training", total=self.total_steps, unit="step") if self.progress else None
+        if bar is not None and self.state.step:
+            bar.update(self.state.step, message=f"resumed at step {self.state.step}")
         started = time.perf_counter() - self.state.seconds
         self.unet.train()
         if self.cfg.train_text_encoder:
@@ -456,8 +462,8 @@ class LoraTrainer:
                                                    "lr": self.lr_scheduler.get_last_lr()[0],
                                                    "seconds": round(self.state.seconds, 3)}) + "\n")
                             logf.flush()
-                    bar.update()
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                    if bar is not None:
+                        bar.update(1, message=f"loss {loss:.4f}")
                     if self.on_step is not None:
                         self.on_step(self.state.step, loss)
                     if flag["stop"]:
@@ -466,9 +472,10 @@ class LoraTrainer:
                     if self.work_dir and every > 0 and self.state.step % every == 0 and self.state.step < self.total_steps:
                         self.save_checkpoint()
         finally:
-            bar.close()
             if logf is not None:
                 logf.close()
+        if bar is not None:
+            bar.close()  # only a finished run closes its task (an interrupted one is not "done")
         after = self.fixed_batch_loss()
         return TrainOutcome(steps=self.state.step, losses=list(self.state.losses), optimizer=self.optimizer_name,
                             mixed_precision=self.mixed_precision, device=self.device.type, attention=self.attention,

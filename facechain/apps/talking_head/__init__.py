@@ -1,0 +1,1 @@
+"""Talking head (paper section 3.2)."""

@@ -1,0 +1,81 @@
+"""VAE encode/decode that survive half precision.
+
+Some VAEs (SD 1.5's own at large sizes, several community VAEs baked into civitai checkpoints)
+overflow in fp16: a decode returns NaN/inf and the image comes out black. diffusers upcasts only
+where a config says ``force_upcast``; SD 1.5 pipelines never do. These helpers run the VAE in its
+own dtype (fast, little memory) and, only when that yields a non-finite value, run the same call
+again on an fp32 copy of the VAE. The copy is made once per VAE and kept beside it (weakly
+referenced), and the VAE given is never modified, so another thread using it is unaffected.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import weakref
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_HALF = (torch.float16, torch.bfloat16)
+_FP32_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def fp32_copy(vae):
+    """An fp32 twin of ``vae`` on the same device (made once, reused while ``vae`` lives)."""
+    if next(vae.parameters()).dtype == torch.float32:
+        return vae
+    with _LOCK:
+        twin = _FP32_COPIES.get(vae)
+        if twin is None:
+            twin = copy.deepcopy(vae).to(torch.float32)
+            twin.requires_grad_(False)
+            _FP32_COPIES[vae] = twin
+        return twin
+
+
+def _finite(*tensors: torch.Tensor) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def _factors(vae) -> tuple[float, float]:
+    scaling = float(getattr(vae.config, "scaling_factor", 0.18215) or 0.18215)
+    shift = getattr(vae.config, "shift_factor", None)
+    return scaling, float(shift) if shift is not None else 0.0
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Decode UNet-scale latents (what ``output_type="latent"`` returns) into images in [-1, 1].
+
+    Returns a float32 ``(B, 3, H, W)`` tensor on the VAE's device. Decodes in the VAE's dtype; if
+    that gives NaN/inf (fp16 overflow), decodes again in fp32 and logs it once per call.
+    """
+    scaling, shift = _factors(vae)
+    z = latents / scaling + shift
+    param = next(vae.parameters())
+    image = vae.decode(z.to(param.device, param.dtype), return_dict=False)[0]
+    if param.dtype in _HALF and not _finite(image):
+        log.info("VAE decode overflowed in %s; decoding again in fp32", str(param.dtype).replace("torch.", ""))
+        image = fp32_copy(vae).decode(z.to(param.device, torch.float32), return_dict=False)[0]
+    return image.float()
+
+
+@torch.no_grad()
+def encode_posterior(vae, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (float32) of the VAE's latent distribution for ``(B, 3, H, W)`` pixels in [-1, 1].
+
+    Runs in the VAE's dtype; again in fp32 when that gives a non-finite value. Unscaled: multiply
+    a sample by the scaling factor (after subtracting the shift) before it goes to the UNet.
+    """
+    param = next(vae.parameters())
+    dist = vae.encode(pixels.to(param.device, param.dtype)).latent_dist
+    mean, std = dist.mean, dist.std
+    if param.dtype in _HALF and not _finite(mean, std):
+        log.info("VAE encode overflowed in %s; encoding again in fp32", str(param.dtype).replace("torch.", ""))
+        dist = fp32_copy(vae).encode(pixels.to(param.device, torch.float32)).latent_dist
+        mean, std = dist.mean, dist.std
+    return mean.float(), std.float()
