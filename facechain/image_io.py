@@ -150,6 +150,23 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:120] if lines else type(e).__name__
 
 
+def check_image(path: Path | str) -> tuple[int, int]:
+    """What :func:`load_image` would refuse, from the header only (cheap; nothing decoded): a missing or
+    special file, an unknown format, too many pixels. Returns ``(width, height)``."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as e:
+        raise translate(e, path) or InputError(path, "cannot read it") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(path, "is a folder, not an image" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)")
+    size = image_size(path)
+    check_pixel_limit(path, size)
+    return size
+
+
 def image_size(path: Path | str) -> tuple[int, int]:
     """``(width, height)`` from the header, without decoding (one-line :class:`InputError` otherwise)."""
     path = Path(path)

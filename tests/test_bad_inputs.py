@@ -47,8 +47,12 @@ class Run:
         return [line for line in self.err.splitlines() if line.strip()]
 
 
-def cli(*argv) -> Run:
-    """The real CLI in-process; log records (warnings) land on the captured stderr as they would on a terminal."""
+def cli(*argv, quiet: bool = True) -> Run:
+    """The real CLI in-process; log records (warnings) land on the captured stderr as they would on a terminal.
+
+    ``quiet``: with ``-q`` (no progress lines), so stderr holds exactly what went wrong."""
+    if quiet and len(argv) > 0 and argv[0] != "list" and "-q" not in argv and "--help" not in argv:  # list has no -q
+        argv = (argv[0], "-q", *argv[1:])
     out, err = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(err)
     handler.setLevel(logging.WARNING)
@@ -240,7 +244,7 @@ def _photos(tmp_path: Path, faces_dir: Path, names=("obama_2012_official_portrai
     return photos
 
 
-FAST_PREPARE = ["--segmenter", "none", "--no-retouch", "--tagger", "none", "--no-progress"]
+FAST_PREPARE = ["--segmenter", "none", "--no-retouch", "--tagger", "none", "-q"]
 
 
 @pytest.mark.parametrize("extra", [["--overwrite"], []])
@@ -268,7 +272,7 @@ def test_prepare_small_mistakes_exit_2_and_blame_the_option(tmp_path, faces_dir)
     (tmp_path / "cfg.yaml").write_bytes(b"prepare:\n  trigger: caf\xe9\n")
     owned = Owned(tmp_path)
     assert_fails(cli("prepare", tmp_path / "nope", "-o", tmp_path / "out"), 2, "nope: not found")
-    line = assert_fails(cli("prepare", photos, "-o", tmp_path / "out", "--resolution", "0"), 2, "resolution")
+    line = assert_fails(cli("prepare", photos, "-o", tmp_path / "out", "--size", "0"), 2, "--size")
     assert "photo" not in line and "obama" not in line
     assert_fails(cli("prepare", photos, "-o", tmp_path / "out", "--identity-threshold", "nan"), 2, "finite number")
     assert_fails(cli("prepare", photos, "-o", tmp_path / "out", "-c", tmp_path / "cfg.yaml"), 2, "cfg.yaml", "not UTF-8")
@@ -334,7 +338,7 @@ def prepared(tmp_path, faces_dir) -> Path:
     return write_prepared(tmp_path / "user" / "prepared", faces_dir)
 
 
-TRAIN = ["--resolution", "64", "--steps", "2", "-q"]
+TRAIN = ["--size", "64", "--steps", "2", "-q"]
 
 
 def test_train_never_writes_onto_its_inputs(tmp_path, prepared, kit):
@@ -384,7 +388,7 @@ def test_train_overwrite_replaces_only_an_identity_and_says_so(tmp_path, prepare
     assert first.code == 0, first.err
     assert not Path(str(out) + ".work").exists() and not (out.parent / ".me.lock").exists()
     second = cli("train", prepared, "--output", out, "--base-model", kit.sd, "--overwrite",
-                 "--resolution", "64", "--steps", "2")
+                 "--size", "64", "--steps", "2", quiet=False)
     assert second.code == 0, second.err
     assert f"replacing the identity in {out} (--overwrite)" in second.err
     Identity.load(out)
@@ -412,7 +416,7 @@ def test_sigterm_during_training_saves_a_checkpoint_and_resumes(tmp_path, prepar
 
     monkeypatch.setattr(LoraTrainer, "training_step", step_then_sigterm)
     out = tmp_path / "runs" / "me"
-    args = ["train", prepared, "--output", out, "--base-model", kit.sd, "--resolution", "64", "--steps", "3", "-q"]
+    args = ["train", prepared, "--output", out, "--base-model", kit.sd, "--size", "64", "--steps", "3", "-q"]
     run = cli(*args)
     assert run.code == 130 and "interrupted at step 2/3" in run.err and "Traceback" not in run.err, run.err
     assert (Path(str(out) + ".work") / "checkpoint-000002").is_dir() and not (out.parent / ".me.lock").exists()
@@ -512,7 +516,7 @@ def test_train_adapter_never_writes_onto_its_dataset(tmp_path, bad):
     owned = Owned(tmp_path / "user")
     assert_fails(cli("train-adapter", data, "-o", data / "a", "--overwrite"), 2, "never writes over or into its inputs")
     assert_fails(cli("train-adapter", tmp_path / "nope"), 2, "nope: not found")
-    assert_fails(cli("train-adapter", data, "--lr", "nan"), 2, "finite number")
+    assert_fails(cli("train-adapter", data, "--learning-rate", "nan"), 2, "finite number")
     owned.unchanged()
 
 
@@ -520,12 +524,12 @@ def test_train_adapter_never_writes_onto_its_dataset(tmp_path, bad):
 
 
 def _gen(kit, *extra) -> list:
-    return ["generate", "--person", kit.identity, "--base-model", kit.sd, "--style-prompt", "{trigger}, photo", *BIG, *extra]
+    return ["generate", "--person", kit.identity, "--base-model", kit.sd, "--prompt", "{trigger}, photo", *BIG, *extra]
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e999"])
 def test_generate_rejects_non_finite_numbers(tmp_path, kit, value):
-    for flag in ("--guidance", "--pose-strength", "--min-face-fraction"):
+    for flag in ("--guidance-scale", "--pose-strength", "--min-face-fraction"):
         assert_fails(cli(*_gen(kit, flag, value, "-o", tmp_path / "o")), 2, "finite number")
     assert not (tmp_path / "o").exists()
 
@@ -542,7 +546,7 @@ def test_generate_damaged_loras_fail_in_one_line_before_loading(tmp_path, kit, b
     assert_fails(cli(*_gen(kit, "--face-lora", trunc, "-o", out)), 2, "face.safetensors: not a valid .safetensors file")
     assert_fails(cli(*_gen(kit, "--style-lora", user / "garbage.safetensors", "-o", out)), 2, "garbage.safetensors")
     assert_fails(cli(*_gen(kit, "--style-lora", user / "empty.safetensors", "-o", out)), 2, "empty.safetensors")
-    assert_fails(cli("generate", "--person", broken_identity, "--base-model", kit.sd, "--style-prompt", "x", *BIG, "-o", out),
+    assert_fails(cli("generate", "--person", broken_identity, "--base-model", kit.sd, "--prompt", "x", *BIG, "-o", out),
                  2, "pytorch_lora_weights.safetensors: not a valid .safetensors file: truncated")
     owned.unchanged()
     assert not out.exists()
@@ -554,12 +558,12 @@ def test_generate_damaged_base_model_is_one_line(tmp_path, kit):
     unet = base / "unet" / "diffusion_pytorch_model.safetensors"
     truncated_copy(unet, unet, 0.7)
     owned = Owned(tmp_path / "user")
-    assert_fails(cli("generate", "--person", kit.identity, "--base-model", base, "--style-prompt", "x", *BIG,
+    assert_fails(cli("generate", "--person", kit.identity, "--base-model", base, "--prompt", "x", *BIG,
                      "-o", tmp_path / "o"), 2, "diffusion_pytorch_model.safetensors: not a valid .safetensors file")
     owned.unchanged()
     (base / "model_index.json").write_bytes(b"\xff\xfe{")
     owned = Owned(tmp_path / "user")
-    assert_fails(cli("generate", "--person", kit.identity, "--base-model", base, "--style-prompt", "x", *BIG,
+    assert_fails(cli("generate", "--person", kit.identity, "--base-model", base, "--prompt", "x", *BIG,
                      "-o", tmp_path / "o"), 2, "model_index.json: not UTF-8")
     owned.unchanged()
 
@@ -573,12 +577,12 @@ def test_generate_bombs_and_bad_text_files(tmp_path, kit, bad):
     owned = Owned(user, bad.root)
     out = tmp_path / "o"
     assert_fails(cli(*_gen(kit, "--pose", bad.bomb, "-o", out)), 2, "bomb.png: image too large to decode safely")
-    assert_fails(cli("generate", "--photo", bad.bomb, "--base-model", kit.sd, "--style-prompt", "x", *BIG, "-o", out), 2,
+    assert_fails(cli("generate", "--photo", bad.bomb, "--base-model", kit.sd, "--prompt", "x", *BIG, "-o", out), 2,
                  "bomb.png: image too large")
-    assert_fails(cli(*_gen(kit, "--config", bad.latin1_yaml, "-o", out)), 2, "latin1.yaml: not UTF-8")
+    assert_fails(cli(*_gen(kit, "-c", bad.latin1_yaml, "-o", out)), 2, "latin1.yaml: not UTF-8")
     assert_fails(cli("generate", "--person", kit.identity, "--base-model", kit.sd, "--style", user / "style.yaml", *BIG,
                      "-o", out), 2, "style.yaml: not UTF-8")
-    assert_fails(cli("generate", "--person", listed, "--base-model", kit.sd, "--style-prompt", "x", *BIG, "-o", out), 2,
+    assert_fails(cli("generate", "--person", listed, "--base-model", kit.sd, "--prompt", "x", *BIG, "-o", out), 2,
                  "facechain.json: not a valid identity manifest")
     owned.unchanged()
     assert not out.exists()
@@ -608,7 +612,7 @@ def test_generate_with_non_utf8_names_saves_and_writes_valid_json(tmp_path, kit,
 def _inpaint_models(kit) -> list:
     m = kit.models
     return ["--base-model", m["base_model"], "--openpose-controlnet", m["openpose_controlnet"],
-            "--canny-controlnet", m["canny_controlnet"], "--resolution", "64", "--steps", "2", "-n", "1"]
+            "--canny-controlnet", m["canny_controlnet"], "--size", "64", "--steps", "2", "-n", "1"]
 
 
 def test_inpaint_bad_inputs_fail_before_sampling(tmp_path, kit, bad, readonly_dir):
@@ -628,7 +632,7 @@ def test_inpaint_bad_inputs_fail_before_sampling(tmp_path, kit, bad, readonly_di
                  "steps x strength must leave at least one denoising step")  # was an internal error after loading
     assert_fails(cli("inpaint", tmp_path / "nope.jpg", "--person", kit.identity, "-o", out, *_inpaint_models(kit)), 2,
                  "nope.jpg: file not found")
-    assert_fails(cli("inpaint", bad.good, "--person", kit.identity, "-o", kit.identity, *_inpaint_models(kit)), 2,
+    assert_fails(cli("inpaint", bad.good, "--person", kit.identity, "-o", kit.identity / "out", *_inpaint_models(kit)), 2,
                  "never writes over or into its inputs")
     assert_fails(cli("inpaint", bad.good, "--person", kit.identity, "-o", readonly_dir / "o", *_inpaint_models(kit)), 2,
                  str(readonly_dir / "o"))
@@ -642,12 +646,12 @@ def test_inpaint_template_with_a_non_utf8_name_saves_its_portraits(tmp_path, kit
     out = tmp_path / "out"
     run = cli("inpaint", template, "--person", kit.identity, "-o", out, *_inpaint_models(kit))
     assert run.code == 0, run.err
-    summary = json.loads((out / "inpaint.json").read_bytes().decode("utf-8"))
-    assert os.fsencode(summary["runs"][0]["template"]) == os.fsencode(template)
+    summary = json.loads((out / "portraits.json").read_bytes().decode("utf-8"))
+    assert os.fsencode(summary["settings"]["template"]) == os.fsencode(template)
     from PIL import Image
 
     with Image.open(out / "0001.png") as im:
-        assert "caf\\xe9" in im.text["template"]
+        assert "Template: " in im.text["parameters"] and "caf\\xe9" in im.text["parameters"]
 
 
 def test_faces_bombs_devices_and_preview_locations(tmp_path, bad, readonly_dir):
@@ -656,8 +660,8 @@ def test_faces_bombs_devices_and_preview_locations(tmp_path, bad, readonly_dir):
     assert_fails(cli("faces", bad.big, "--no-preview"), 2, "big.png: image too large", "19000x19000")
     assert_fails(cli("faces", bad.garbage, "--no-preview"), 2, "garbage.png: not an image")
     assert_fails(cli("faces", "/dev/zero", "--no-preview"), 2, "not a regular file")
-    assert_fails(cli("faces", bad.good, "--preview", readonly_dir / "p.png"), 2, str(readonly_dir / "p.png"))
-    assert_fails(cli("faces", bad.good, "--preview", bad.good, "--overwrite"), 2, "never writes over or into its inputs")
+    assert_fails(cli("faces", bad.good, "-o", readonly_dir / "p.png"), 2, str(readonly_dir / "p.png"))
+    assert_fails(cli("faces", bad.good, "-o", bad.good, "--overwrite"), 2, "never writes over or into its inputs")
     owned.unchanged()
 
 
