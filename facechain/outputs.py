@@ -13,7 +13,6 @@ Locks (one run per output) live in :mod:`facechain.locking`.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
@@ -22,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .errors import InputError, OutputError, OutputExistsError, translate
 
@@ -48,11 +47,8 @@ def _resolved(path: Path | str) -> Path:
     return Path(os.path.abspath(Path(path).expanduser())).resolve()
 
 
-def guard_inputs(output: Path | str, inputs: Iterable[Path | str | None], *, may_contain: bool = False) -> None:
-    """Refuse an output that is, contains or lies inside an input (files and folders alike).
-
-    ``may_contain``: the output only gains new files (never replaces any), so holding an input is harmless.
-    """
+def guard_inputs(output: Path | str, inputs: Iterable[Path | str | None]) -> None:
+    """Refuse an output that is, contains or lies inside an input (files and folders alike)."""
     out = _resolved(output)
     for item in inputs:
         if item is None or str(item) == "" or not Path(item).expanduser().exists():
@@ -60,7 +56,7 @@ def guard_inputs(output: Path | str, inputs: Iterable[Path | str | None], *, may
         src = _resolved(item)
         if out == src:
             why = "is the input"
-        elif src.is_relative_to(out) and not may_contain:
+        elif src.is_relative_to(out):
             why = "contains the input"
         elif out.is_relative_to(src):
             why = "lies inside the input"
@@ -77,14 +73,14 @@ def _existing_ancestor(path: Path) -> Path:
     return p
 
 
-def check_writable(output: Path | str, need_bytes: int = 0, *, into: bool = False) -> None:
-    """Probe that ``output`` can be created (or, ``into``, written into) and that its disk has room.
+def check_writable(output: Path | str, need_bytes: int = 0) -> None:
+    """Probe that ``output`` can be created (or replaced) and that its disk has room.
 
     The probe is a real temporary file (permission bits, read-only mounts, ACLs and quotas all
     answer honestly, also for root); nothing is left behind.
     """
     output = Path(output)
-    target = output if into and output.is_dir() else _existing_ancestor(output.parent)
+    target = _existing_ancestor(output.parent)
     if not target.is_dir():
         raise OutputError(output, f"cannot be created: {target} is not a folder")
     try:
@@ -117,21 +113,19 @@ def check_output(
     *,
     inputs: Iterable[Path | str | None] = (),
     overwrite: bool = False,
-    append: bool = False,
     need_bytes: int = 0,
 ) -> str | None:
     """Everything about ``output`` that can fail, checked before the slow work; see the module doc.
 
-    ``append``: the verb adds new files to an existing folder (never replacing any).
     Returns a note saying what will be replaced (``None`` when nothing will be).
     """
     output = Path(output).expanduser()
-    guard_inputs(output, inputs, may_contain=append)
+    guard_inputs(output, inputs)
     note = None
     if output.exists() or output.is_symlink():
         if not output.is_dir():
             raise OutputError(output, "exists and is not a folder; choose another output")
-        if not append and any(output.iterdir()):
+        if any(output.iterdir()):
             if not overwrite:
                 raise OutputExistsError(output)
             if kind is None or not kind.owns(output):
@@ -139,7 +133,7 @@ def check_output(
                 raise OutputError(output, f"is not {what}; --overwrite only replaces folders facechain wrote, "
                                           "so it keeps yours: choose another output")
             note = f"replacing the {kind.label} in {output} (--overwrite)"
-    check_writable(output, need_bytes, into=append)
+    check_writable(output, need_bytes)
     return note
 
 
@@ -150,25 +144,6 @@ def check_file_output(output: Path | str, *, inputs: Iterable[Path | str | None]
     if output.is_dir():
         raise OutputError(output, "is a folder; give a file name")
     check_writable(output)
-
-
-@contextlib.contextmanager
-def new_files_removed_on_failure(folder: Path | str, *patterns: str) -> Iterator[None]:
-    """For verbs that add files to a folder: if the block fails, remove the entries matching ``patterns``
-    (globs) that it added, so a failed run (disk full half-way) leaves the folder as it was."""
-    folder = Path(folder)
-
-    def entries() -> set[Path]:
-        return {p for pat in patterns or ("*",) for p in folder.glob(pat)} if folder.is_dir() else set()
-
-    before = entries()
-    try:
-        yield
-    except BaseException:
-        for p in entries() - before:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        raise
 
 
 def announce(note: str | None) -> None:
