@@ -30,7 +30,7 @@ from PIL import Image
 from .atomic import atomic_directory
 from .errors import InputError, OutputExistsError
 from .image_io import save_jpeg, save_png
-from .outputs import check_writable, guard_inputs
+from .outputs import announce, check_writable, guard_inputs
 
 SUMMARY_FILE = "portraits.json"
 CONTACT_SHEET = "contact_sheet.jpg"
@@ -234,6 +234,8 @@ class Portraits(Sequence[Portrait]):
         """Write ``NNNN.png`` (rank order), ``portraits.json`` and ``contact_sheet.jpg`` into a fresh folder."""
         folder = check_output_folder(folder, overwrite)
         assert folder is not None
+        if folder.is_dir() and any(folder.iterdir()):  # only a portraits folder gets here (checked above)
+            announce(f"replacing the portraits folder {folder} (--overwrite)")
         with atomic_directory(folder, overwrite=True) as tmp:
             for i, p in enumerate(self.portraits, 1):
                 name = f"{i:04d}.png"

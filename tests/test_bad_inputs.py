@@ -791,6 +791,8 @@ def _pickle_with_objects(tmp):
     (lambda bad, tmp: lambda: (_ for _ in ()).throw(OSError(30, "Read-only file system")), "OutputError",
      "read-only file system"),
     (lambda bad, tmp: lambda: (_ for _ in ()).throw(MemoryError()), "ResourceError", "out of memory"),
+    (lambda bad, tmp: lambda: (_ for _ in ()).throw(__import__("torch").cuda.OutOfMemoryError("CUDA out of memory")),
+     "ResourceError", "out of GPU memory"),
 ])
 def test_translate_turns_library_errors_into_one_line_naming_the_file(bad, tmp_path, make, kind, reason):
     from facechain.errors import translate
