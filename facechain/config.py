@@ -8,6 +8,7 @@ Unknown keys are errors that name the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
+from .textfiles import read_text
 
 T = TypeVar("T")
 
@@ -24,17 +26,17 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
     """Read a YAML mapping safely (``yaml.safe_load``: data only, never code)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        text = read_text(path)
+    except InputError as e:
+        raise ConfigError(str(e)) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: invalid YAML{where}") from None
+    except RecursionError:  # deeply nested flow collections
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -91,9 +93,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):  # nan/inf would slip through every range check and break JSON
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where}: expected text, got {value!r}")

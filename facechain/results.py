@@ -22,7 +22,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,7 @@ from PIL import Image
 from .atomic import atomic_directory
 from .errors import InputError, OutputExistsError
 from .image_io import save_jpeg, save_png
+from .outputs import announce, check_writable, guard_inputs
 
 SUMMARY_FILE = "portraits.json"
 CONTACT_SHEET = "contact_sheet.jpg"
@@ -57,11 +58,14 @@ def is_portraits_folder(folder: Path) -> bool:
     return isinstance(data, dict) and data.get("format") == FORMAT
 
 
-def check_output_folder(folder: Path | str | None, overwrite: bool = False) -> Path | None:
-    """Fail before any slow work when ``folder`` cannot receive portraits."""
+def check_output_folder(folder: Path | str | None, overwrite: bool = False, *, inputs: Iterable[Path | str | None] = (),
+                        need_bytes: int = 0) -> Path | None:
+    """Fail before any slow work when ``folder`` cannot receive portraits: a file, someone else's folder,
+    one of the run's ``inputs`` (or inside / around one), a read-only location, too little free space."""
     if folder is None:
         return None
     folder = Path(folder).expanduser()
+    guard_inputs(folder, inputs)
     if folder.exists() and not folder.is_dir():
         raise InputError(folder, "--output must be a folder, not a file")
     if folder.is_dir() and any(folder.iterdir()):
@@ -70,6 +74,7 @@ def check_output_folder(folder: Path | str | None, overwrite: bool = False) -> P
         if not is_portraits_folder(folder):
             raise InputError(folder, "is not empty and was not written by facechain; --overwrite only replaces "
                                      "portrait folders facechain saved, choose another --output")
+    check_writable(folder, need_bytes)
     return folder
 
 
@@ -229,6 +234,8 @@ class Portraits(Sequence[Portrait]):
         """Write ``NNNN.png`` (rank order), ``portraits.json`` and ``contact_sheet.jpg`` into a fresh folder."""
         folder = check_output_folder(folder, overwrite)
         assert folder is not None
+        if folder.is_dir() and any(folder.iterdir()):  # only a portraits folder gets here (checked above)
+            announce(f"replacing the portraits folder {folder} (--overwrite)")
         with atomic_directory(folder, overwrite=True) as tmp:
             for i, p in enumerate(self.portraits, 1):
                 name = f"{i:04d}.png"

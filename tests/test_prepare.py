@@ -291,6 +291,8 @@ def test_cli_help_and_usage_errors(tmp_path):
     bad_cfg.write_text("prepare:\n  face_sise: 0.4\n")
     code, _, stderr = run_cli("prepare", "x.jpg", "-o", tmp_path / "o", "-c", bad_cfg)
     assert code == 2 and "face_sise" in stderr
-    code, _, stderr = run_cli("prepare", "x.jpg", "-o", tmp_path / "o", "--segmenter", "m2fp")
+    photo = tmp_path / "x.jpg"  # a real file: a missing input is reported before any model (exit 2 too)
+    Image.new("RGB", (64, 64)).save(photo)
+    code, _, stderr = run_cli("prepare", photo, "-o", tmp_path / "o", "--segmenter", "m2fp")
     assert code == 2 and "m2fp-parsing" in stderr and "download" in stderr
     assert not (tmp_path / "o").exists()

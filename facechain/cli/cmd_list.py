@@ -17,13 +17,18 @@ def register(sub, common) -> None:
 
 
 def identity_rows() -> list[dict]:
-    from ..identity import list_identities
+    """One row per identity, newest first; broken ones last, with ``broken`` saying why."""
+    from ..identity import scan_identities
 
+    found, broken = scan_identities()
     rows = []
-    for ident in list_identities():
+    for ident in found:
         rows.append(dict(name=ident.name, base_model=ident.base_model, photos=ident.dataset.get("photos"),
                          trigger=ident.trigger_word, created=(ident.created or "")[:16].replace("T", " "),
                          path=str(ident.path)))
+    for b in broken:
+        rows.append(dict(name=b.name, base_model=None, photos=None, trigger=None, created=None, path=str(b.path),
+                         broken=b.reason))
     return rows
 
 
@@ -43,5 +48,8 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(str(r[k] if r[k] is not None else "-")) for r in rows)) for h, k in cols]
     print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths)).rstrip())
     for r in rows:
+        if r.get("broken"):
+            print(f"{r['name'].ljust(widths[0])}  BROKEN: {r['broken']}")
+            continue
         print("  ".join(str(r[k] if r[k] is not None else "-").ljust(w) for (_, k), w in zip(cols, widths)).rstrip())
     return 0

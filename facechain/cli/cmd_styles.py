@@ -47,11 +47,14 @@ def run(args: argparse.Namespace) -> int:
     nw = max(len(r["name"]) for r in rows)
     print(f"{'NAME':<{nw}}  {'TYPE':<11}  {'BASE':<8}  {'LORA':<8}  {'ORIGIN':<7}  BASE MODEL / STYLE LORA")
     for r in rows:
+        if r.get("broken"):  # a user style file that cannot be used, with the reason
+            print(f"{r['name']:<{nw}}  BROKEN: {r['path']}: {r['broken']}")
+            continue
         kind = "prompt-only" if r["style_lora"] is None else f"LoRA {r['style_weight']:g}"
         base = r["base_model"] or "(identity's base model)"
         lora = "" if r["style_lora"] is None else "  +  " + _short(r["style_lora"])
         print(f"{r['name']:<{nw}}  {kind:<11}  {status(r['base_present']):<8}  {status(r['lora_present']):<8}  "
               f"{r['origin']:<7}  {_short(base)}{lora}")
     if args.action == "list":
-        print(f"\n{len(rows)} styles; add your own as YAML files in {user_styles_dir()} (see docs/generate.md)")
+        print(f"\n{sum(not r.get('broken') for r in rows)} styles; add your own as YAML files in {user_styles_dir()} (see docs/generate.md)")
     return 0

@@ -14,7 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, translate
+from ..weight_files import check_safetensors
 
 CONFIGS = Path(__file__).resolve().parent / "single_file"
 FAMILIES = ("sd15", "sdxl")
@@ -38,6 +39,8 @@ def read_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         if path.suffix.lower() == ".safetensors":
             from safetensors import safe_open
 
+            check_safetensors(path)  # a truncated download: one line saying so
+
             with safe_open(str(path), framework="pt") as f:
                 return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         import torch
@@ -47,6 +50,9 @@ def read_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             sd = sd["state_dict"]
         return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
     except Exception as e:  # not a checkpoint, truncated, a pickle with code in it...
+        known = translate(e, path)  # our reason (never torch's "retry with weights_only=False")
+        if isinstance(known, InputError):
+            raise known from None
         raise InputError(path, f"cannot read checkpoint ({_first_line(e)})") from None
 
 

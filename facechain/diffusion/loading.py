@@ -14,8 +14,10 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, translate
 from ..models.store import ModelRef, ModelStore, default_store
+from ..textfiles import read_json
+from ..weight_files import check_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +123,28 @@ def load_sd_pipeline(
     cls = pipeline_cls or StableDiffusionPipeline
     if not (path / "model_index.json").exists():
         raise InputError(path, "not a diffusers model folder (no model_index.json)")
+    check_model_folder(path, "model_index.json")
     try:
         return cls.from_pretrained(str(path), **common)
-    except (OSError, ValueError) as e:
-        raise InputError(path, f"cannot load diffusers model: {str(e).splitlines()[0][:200]}") from None
+    except Exception as e:
+        raise _load_error(path, e) from None
+
+
+def check_model_folder(path: Path, index: str) -> None:
+    """Cheap checks of a diffusers folder before loading it: its index is JSON, its weights are whole."""
+    read_json(path / index, dict, f"diffusers {index}")
+    for weights in sorted(path.rglob("*.safetensors")):
+        check_safetensors(weights)
+
+
+def _load_error(path: Path, error: Exception) -> InputError:
+    """One line for whatever diffusers raised: a recognised file problem, else its first line."""
+    known = translate(error, path)
+    if isinstance(known, InputError):
+        return known
+    if isinstance(error, (OSError, ValueError, KeyError, RuntimeError)):
+        return InputError(path, f"cannot load diffusers model: {_one_line(error)}")
+    raise error
 
 
 def load_controlnet(reference: str | Path, *, dtype: torch.dtype = torch.float32, store: ModelStore | None = None,
@@ -149,10 +169,11 @@ def load_controlnet(reference: str | Path, *, dtype: torch.dtype = torch.float32
             raise InputError(path, f"cannot load this {family.upper()} ControlNet checkpoint ({_one_line(e)})") from None
     if not (path / "config.json").exists():
         raise InputError(path, "not a diffusers ControlNet folder (no config.json)")
+    check_model_folder(path, "config.json")
     try:
         return ControlNetModel.from_pretrained(str(path), **kw)
-    except (OSError, ValueError) as e:
-        raise InputError(path, f"cannot load diffusers ControlNet: {_one_line(e)}") from None
+    except Exception as e:
+        raise _load_error(path, e) from None
 
 
 def describe_reference(reference: str | Path) -> str:

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, reading
+from ..weight_files import check_safetensors, load_tensor_pickle
 from .config import FactConfig
 
 log = logging.getLogger(__name__)
@@ -133,15 +134,10 @@ def read_state_dict(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str
     if path.suffix.lower() == ".safetensors":
         from safetensors import safe_open
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-        except Exception as e:
-            raise InputError(path, f"not a readable .safetensors file ({str(e).splitlines()[0][:120]})") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(path, f"cannot read checkpoint as plain weights ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+        check_safetensors(path)
+        with reading(path), safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    obj = load_tensor_pickle(path)
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
             obj = obj[wrapper]

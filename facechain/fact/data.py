@@ -66,6 +66,8 @@ class AdapterDataset:
 def person_folders(root: Path) -> dict[str, list[Path]]:
     """{person: photos}: one sub-folder per person; a folder of loose photos is one person."""
     root = Path(root)
+    if not root.exists():
+        raise InputError(root, "not found")
     if not root.is_dir():
         raise InputError(root, "not a folder (expected one sub-folder of photos per person)")
     people = {d.name: list_images([d]) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}

@@ -30,11 +30,15 @@ import torch
 import torch.nn.functional as F
 
 from .. import options, progress
-from ..atomic import atomic_directory, check_destination
+from ..atomic import atomic_directory
 from ..config import config_to_dict, load_config
 from ..diffusion.vae import encode_posterior
-from ..errors import InputError, TrainingError
+from ..errors import InputError, TrainingError, writing
+from ..locking import output_lock
+from ..outputs import OutputKind, announce, check_output, check_work_dir, claim_work_dir, guard_inputs, remove_work_dir
+from ..textfiles import read_json
 from ..types import Rejection
+from ..weight_files import load_tensor_pickle
 from .adapter import FaceTokenRouting, FactAdapter, install_adapter
 from .config import ADAPTER_FILE, ENCODER_FILE, MANIFEST_FILE, AdapterTrainConfig
 from .data import AdapterDataset, build_dataset, person_folders
@@ -200,11 +204,14 @@ class AdapterTrainer:
         from .checkpoint import MappingReport, load_into, read_ours
 
         try:
-            info = json.loads((folder / "state.json").read_text())
+            info = read_json(folder / "state.json", dict, "checkpoint state")
             state, _, _ = read_ours(folder / ADAPTER_FILE, "adapter")
-            opt = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise InputError(folder, f"unreadable checkpoint ({str(e).splitlines()[0][:160]}); delete it to start over") from None
+            opt = load_tensor_pickle(folder / "training_state.pt")
+            if not isinstance(opt, dict) or "optimizer" not in opt or not isinstance(info.get("step"), int):
+                raise InputError(folder, "not a facechain FACT checkpoint")
+        except InputError as e:
+            raise InputError(e.path, f"{e.reason}; unusable checkpoint: train without {options.spell_value('resume')} "
+                                     "to start over") from None
         if info.get("settings") != self._settings():
             changed = sorted(k for k in self._settings() if info.get("settings", {}).get(k) != self._settings()[k])
             raise InputError(folder, f"checkpoint was made with other settings ({', '.join(changed)}); train without resume")
@@ -219,7 +226,7 @@ class AdapterTrainer:
     def _log(self, row: dict[str, Any]) -> None:
         if self.work_dir is None:
             return
-        with open(self.work_dir / LOG_FILE, "a", encoding="utf-8") as f:
+        with writing(self.work_dir / LOG_FILE), open(self.work_dir / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
     def train(self) -> float:
@@ -308,6 +315,9 @@ def _initial_adapter(cfg: AdapterTrainConfig, unet, encoder: FaceEncoder) -> Fac
     return adapter
 
 
+FACT_ADAPTER = OutputKind("FACT adapter folder", (MANIFEST_FILE,))
+
+
 def train_adapter(
     dataset: Path | str,
     output: Path | str | None = None,
@@ -358,59 +368,63 @@ def train_adapter(
     dataset = Path(dataset)
     person_folders(dataset)  # a missing or empty dataset fails before anything is loaded
     output = Path(output) if output else default_output(dataset)
-    if not resume:
-        check_destination(output, overwrite)  # fail before any heavy work
     work = output.with_name(output.name + ".work")
-    start_from = None
-    if resume:
-        found = checkpoints(work)
-        if not found:
-            raise InputError(work, f"no checkpoint to resume from (train without {options.spell_value('resume')})")
-        start_from = found[-1]
-    elif work.exists():
-        shutil.rmtree(work)
-    encoder_file = _encoder_file(cfg.face_encoder)
+    # fail before any heavy work: not onto the dataset, over someone else's folder, or on a read-only disk
+    note = check_output(output, FACT_ADAPTER, inputs=[dataset, config], overwrite=overwrite or resume)
+    guard_inputs(work, [dataset])
+    with output_lock(output):  # a second run into the same output fails at once
+        check_work_dir(work)  # a <output>.work the user made is never reused or removed
+        start_from = None
+        if resume:
+            found = checkpoints(work)
+            if not found:
+                raise InputError(work, f"no checkpoint to resume from (train without {options.spell_value('resume')})")
+            start_from = found[-1]
+        else:
+            claim_work_dir(work, output)
+        encoder_file = _encoder_file(cfg.face_encoder)
 
-    with progress.reporting(quiet=quiet):
-        dev = resolve_device(cfg.device)
-        dt = training_dtype(dev) if cfg.dtype == "auto" else resolve_dtype(dev, cfg.dtype)
-        torch.manual_seed(cfg.seed)
-        progress.say(f"loading face encoder {encoder_file}")
-        encoder = _load_encoder(encoder_file).to(dev)
-        if analyzer is None:
-            from ..perception import get_analyzer
+        with progress.reporting(quiet=quiet):
+            dev = resolve_device(cfg.device)
+            dt = training_dtype(dev) if cfg.dtype == "auto" else resolve_dtype(dev, cfg.dtype)
+            torch.manual_seed(cfg.seed)
+            progress.say(f"loading face encoder {encoder_file}")
+            encoder = _load_encoder(encoder_file).to(dev)
+            if analyzer is None:
+                from ..perception import get_analyzer
 
-            analyzer = get_analyzer(cfg.detector)
-        from .preprocess import head_mask_fn
+                analyzer = get_analyzer(cfg.detector)
+            from .preprocess import head_mask_fn
 
-        data = build_dataset(dataset, encoder, cfg.resolution, analyzer=analyzer, mask_fn=head_mask_fn(cfg.head_mask),
-                             max_per_person=cfg.max_photos_per_person)  # before the big base model: unusable photos fail fast
-        progress.say(f"loading base model {cfg.base_model}")
-        components = _load_components(cfg.base_model, dev, dt)
-        adapter = _initial_adapter(cfg, components["unet"], encoder)
-        trainer = AdapterTrainer(components, encoder, adapter, data, cfg, work, dev)
-        hooks = install_adapter(components["unet"], adapter, trainer.routing)
-        try:
-            if start_from is not None:
-                trainer.resume(start_from)
-            final = trainer.train()
-        finally:
-            hooks.remove()
+            data = build_dataset(dataset, encoder, cfg.resolution, analyzer=analyzer, mask_fn=head_mask_fn(cfg.head_mask),
+                                 max_per_person=cfg.max_photos_per_person)  # before the big base model: unusable photos fail fast
+            progress.say(f"loading base model {cfg.base_model}")
+            components = _load_components(cfg.base_model, dev, dt)
+            adapter = _initial_adapter(cfg, components["unet"], encoder)
+            trainer = AdapterTrainer(components, encoder, adapter, data, cfg, work, dev)
+            hooks = install_adapter(components["unet"], adapter, trainer.routing)
+            try:
+                if start_from is not None:
+                    trainer.resume(start_from)
+                final = trainer.train()
+            finally:
+                hooks.remove()
 
-    people = {k: len(v) for k, v in data.people.items()}
-    manifest = {
-        "kind": "facechain-fact-adapter", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "dataset": str(dataset.resolve()), "people": people, "steps": trainer.step, "final_loss": final,
-        "training": config_to_dict(cfg), "fact_config": json.loads(adapter.config.to_json()),
-        "rejections": [r.to_json() for r in data.rejections],
-    }
-    from .checkpoint import save_safetensors
+        people = {k: len(v) for k, v in data.people.items()}
+        manifest = {
+            "kind": "facechain-fact-adapter", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "dataset": str(dataset.resolve()), "people": people, "steps": trainer.step, "final_loss": final,
+            "training": config_to_dict(cfg), "fact_config": json.loads(adapter.config.to_json()),
+            "rejections": [r.to_json() for r in data.rejections],
+        }
+        from .checkpoint import save_safetensors
 
-    with atomic_directory(output, overwrite=overwrite or resume) as tmp:
-        save_safetensors(tmp / ADAPTER_FILE, adapter, adapter.config, "adapter", {"base_model": cfg.base_model})
-        save_safetensors(tmp / ENCODER_FILE, encoder, encoder.config, "encoder")
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-        if (work / LOG_FILE).exists():
-            shutil.copy2(work / LOG_FILE, tmp / LOG_FILE)
-    shutil.rmtree(work, ignore_errors=True)
-    return AdapterTrainResult(output, trainer.step, final, people, data.rejections)
+        announce(note)
+        with atomic_directory(output, overwrite=overwrite or resume) as tmp:
+            save_safetensors(tmp / ADAPTER_FILE, adapter, adapter.config, "adapter", {"base_model": cfg.base_model})
+            save_safetensors(tmp / ENCODER_FILE, encoder, encoder.config, "encoder")
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+            if (work / LOG_FILE).exists():
+                shutil.copy2(work / LOG_FILE, tmp / LOG_FILE)
+        remove_work_dir(work)
+        return AdapterTrainResult(output, trainer.step, final, people, data.rejections)

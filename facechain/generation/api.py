@@ -29,7 +29,7 @@ from ..config import config_to_dict, load_config
 from ..diffusion.device import resolve_device, resolve_dtype
 from ..errors import ConfigError, FacechainError, InputError, ModelNotFoundError
 from ..identity import Identity, resolve_identity
-from ..image_io import load_image
+from ..image_io import check_image, load_image
 from ..models.registry import DEFAULT_BASE_MODEL, MODELS
 from ..models.store import ModelStore, default_store
 from ..postprocess.fusion import FUSION_BACKENDS
@@ -86,9 +86,12 @@ def _check(cfg: GenerateConfig) -> None:
         raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed}")
     if cfg.sampler is not None:
         check_sampler(cfg.sampler)
-    if cfg.size is not None:
-        parse_size(cfg.size, "size")
-    check_output_folder(cfg.output, cfg.overwrite)
+    for image in [cfg.pose, *(cfg.photo or [])]:  # a missing, corrupt or oversized image fails before any model loads
+        if isinstance(image, str):
+            check_image(image)
+    w, h = parse_size(cfg.size, "size") if cfg.size is not None else (512, 512)
+    check_output_folder(cfg.output, cfg.overwrite, need_bytes=cfg.num_images * w * h * 3 // 2,  # room for the PNGs
+                        inputs=[cfg.person, *(cfg.photo or []), cfg.pose, cfg.face_lora, cfg.style_lora, cfg.style])
 
 
 def _pose_condition(pose: str | Path | np.ndarray, size: tuple[int, int]) -> np.ndarray:

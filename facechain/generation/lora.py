@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, reading
+from ..weight_files import check_safetensors
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,11 @@ class LoraSpec:
     name: str  # adapter name, e.g. "face" / "style"
     path: Path
     weight: float
+
+    def __post_init__(self) -> None:
+        # a truncated or corrupt file fails here, in one line, before any model is loaded
+        folder, weight_name = _split(Path(self.path))
+        check_safetensors(Path(folder) / weight_name)
 
 
 def _split(path: Path) -> tuple[str, str | None]:
@@ -51,7 +57,8 @@ def apply_loras(pipe, loras: list[LoraSpec], fuse: bool = True, unload: bool = T
     for lo in active:
         folder, weight_name = _split(Path(lo.path))
         try:
-            pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name=lo.name)
+            with reading(Path(folder) / weight_name):
+                pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name=lo.name)
         except (ValueError, KeyError, RuntimeError) as e:
             raise InputError(lo.path, f"not a LoRA for this base model ({str(e).splitlines()[0][:160]})") from None
         # diffusers only logs "No LoRA keys associated ..." for a file without matching weights

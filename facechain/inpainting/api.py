@@ -26,6 +26,7 @@ from ..config import config_to_dict, load_config
 from ..errors import ConfigError, FacechainError, InputError, OutputExistsError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
+from ..outputs import check_file_output
 from ..results import Portrait, Portraits, check_output_folder
 from .config import InpaintConfig
 from .template_faces import TemplateFace, draw_numbered_faces, find_template_faces
@@ -87,6 +88,7 @@ def template_faces(
     out = (Path(output) if output is not None else Path(f"{path.stem}.faces.png")) if preview else None
     if out is not None:
         _check_preview_destination(out, overwrite)  # before the work
+        check_file_output(out, inputs=[path, config])  # not on the photo; its folder writable
     with progress.reporting(quiet=quiet):
         image = load_image(path)
         progress.say(f"finding the faces of {path.name}")
@@ -212,6 +214,8 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
                              "into one face; give one --face-index (or use --person for several faces)")
     identities = [] if photos else _resolve_people(person)
     image = load_image(template_path)
+    check_output_folder(cfg.output, cfg.overwrite, inputs=[template_path, *photos, *(i.path for i in identities)],
+                        need_bytes=(cfg.num_images + 2) * image.nbytes // 2)  # before the sampling: not on an input, room
     analyzer = analyzer or (pipeline.analyzer if pipeline is not None else None) or _default_analyzer()
     faces = _find_faces(image, cfg, analyzer)
     targets = assign_faces(faces, len(identities) or 1, indices, cfg.min_face_size, template_path)
@@ -347,6 +351,8 @@ def _config(config_file, overrides: dict[str, Any], base: InpaintConfig | None =
         (cfg.seed is None or cfg.seed >= 0, "seed must be a non-negative integer"),
         (64 <= cfg.size <= 2048 and cfg.size % 8 == 0, "size must be a multiple of 8 between 64 and 2048"),
         (0.0 < cfg.strength <= 1.0, "strength must be in (0, 1]"),
+        (int(cfg.steps * cfg.strength) >= 1, f"steps x strength must leave at least one denoising step "
+                                              f"({cfg.steps} x {cfg.strength:g} leaves none); raise --steps"),
         (0.05 <= cfg.crop_face_share <= 0.9, "crop_face_share must be between 0.05 and 0.9"),
         (cfg.min_face_size >= 8, "min_face_size must be at least 8 px"),
         (cfg.mask_dilate >= 0 and cfg.mask_feather >= 0, "mask_dilate and mask_feather must not be negative"),

@@ -78,6 +78,8 @@ class PersonJob:
             raise ValueError("a PersonJob needs an identity or face photos")
         if not self.name:
             self.name = self.identity.name if self.identity is not None else _photo_name(self.photos[0])
+        if self.identity is not None and not self.photos:
+            self.identity.check_weights()  # a truncated face LoRA fails now, not after the models loaded
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from ..errors import reading
 from ..types import Face
 from .base import FaceDetector
 
@@ -160,7 +161,8 @@ class OnnxOrientationClassifier:
 
                     raise ModelNotFoundError("orientation-classifier", reference, "give a folder with one .onnx file or the file itself", "no .onnx file")
                 path = onnx_files[0]
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            with reading(path, "not a valid ONNX model"):
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.session = session
 
     def estimate(self, image: np.ndarray) -> OrientationResult:

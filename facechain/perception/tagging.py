@@ -28,6 +28,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
+from ..errors import reading
 from ..types import Face
 from .quality import frontality
 
@@ -155,7 +156,8 @@ class WD14Tagger:
             model, tags_csv = folder / "model.onnx", folder / "selected_tags.csv"
             if not model.exists() or not tags_csv.exists():
                 raise ModelNotFoundError(self.MODEL_NAME, str(ref), "the folder needs model.onnx and selected_tags.csv", "files missing")
-            session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+            with reading(model, "not a valid ONNX model"):
+                session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
             tag_names, categories = read_tag_table(tags_csv)
         if tag_names is None:
             raise ValueError("an injected session needs tag_names")

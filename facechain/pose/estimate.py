@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError, ModelNotFoundError
+from ..errors import InputError, ModelNotFoundError, reading
 from ..types import Face
 from . import blazepose as bp
 from . import model_files
@@ -64,9 +64,10 @@ def _load_interpreter(path: Path, num_threads: int | None):
     except ImportError:
         raise ModelNotFoundError(model_files.MODEL_NAME, model_files.REFERENCE, "install the TFLite runtime: pip install ai-edge-litert",
                                  "ai-edge-litert is not installed") from None
-    interp = Interpreter(model_path=str(path), num_threads=num_threads)
-    with _quiet_native_stderr():  # TFLite prints "INFO: Created ... XNNPACK delegate" from C++
-        interp.allocate_tensors()
+    with reading(path, "not a valid TFLite model (delete it and run 'facechain models download body-pose')"):
+        interp = Interpreter(model_path=str(path), num_threads=num_threads)
+        with _quiet_native_stderr():  # TFLite prints "INFO: Created ... XNNPACK delegate" from C++
+            interp.allocate_tensors()
     return interp
 
 

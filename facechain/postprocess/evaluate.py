@@ -10,7 +10,6 @@ similarity, and the share of portraits above ``threshold``.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from .. import options, progress
 from ..errors import FacechainError, InputError
 from ..identity import Identity, resolve_identity
 from ..image_io import IMAGE_SUFFIXES, list_images, load_image
+from ..textfiles import read_json
 from ..types import cosine_similarity
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class EvalReport:
     reference_source: str
     reference_images: int
     scores: list[ImageScore] = field(default_factory=list)
+    unreadable: list[InputError] = field(default_factory=list)  # images that could not be read (skipped)
 
     @property
     def images(self) -> int:
@@ -87,6 +88,7 @@ class EvalReport:
             "threshold": self.threshold, "share_above_threshold": r(self.share_above),
             "reference_source": self.reference_source, "reference_images": self.reference_images,
             "per_image": [s.to_json() for s in self.scores],
+            "unreadable": [{"path": e.path, "reason": e.reason} for e in self.unreadable],
         }
 
     def summary(self) -> str:
@@ -114,8 +116,9 @@ def _images_in(folder: Path) -> list[Path]:
 def _report_sources(report: Path) -> list[Path]:
     """Existing image paths named anywhere in a dataset's report.json (its accepted source photos)."""
     try:
-        data = json.loads(report.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = read_json(report, dict, "prepare report")
+    except InputError as e:
+        log.warning("ignoring %s", e)
         return []
     found: list[Path] = []
 
@@ -198,7 +201,7 @@ def evaluate(
         with progress.task("reference photos", total=len(refs), unit="img") as bar:
             embs = []
             for p in refs:
-                emb = _embed_largest(p, analyzer)
+                emb = _embed_or_skip(p, analyzer)
                 if emb is not None:
                     embs.append(emb)
                 bar.update(1)
@@ -215,9 +218,27 @@ def evaluate(
                 try:
                     emb = _embed_largest(p, analyzer)
                 except InputError as e:
-                    log.warning("skipping %s", e)
+                    report.unreadable.append(e)
                 else:
                     sim = None if emb is None else cosine_similarity(emb, centroid)
                     report.scores.append(ImageScore(str(p), emb is not None, sim))
                 bar.update(1)
+    if not report.scores:  # nothing was measured: a report of zeros would look like a (bad) result
+        raise NothingToEvaluateError(f"none of the {len(paths)} image(s) could be read (first: {report.unreadable[0]})")
+    if report.unreadable:
+        log.warning("skipped %d unreadable image(s) (first: %s)", len(report.unreadable), report.unreadable[0])
     return report
+
+
+class NothingToEvaluateError(FacechainError):
+    """Every image given to ``eval`` was unreadable: there is no measurement to report."""
+
+    exit_code = 1
+
+
+def _embed_or_skip(path: Path, analyzer) -> np.ndarray | None:
+    try:
+        return _embed_largest(path, analyzer)
+    except InputError as e:
+        log.warning("reference photo skipped: %s", e)
+        return None

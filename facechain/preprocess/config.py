@@ -47,3 +47,23 @@ class PrepareConfig:
 
     # template face (face fusion's source face)
     template_min_size: int = 256  # px; the face covers about half of it
+
+    def __post_init__(self) -> None:
+        """Settings that cannot work are the option's fault, said before any photo is blamed."""
+        from ..errors import ConfigError
+
+        ranges = {  # key: (low, high) inclusive
+            "resolution": (64, 4096), "orientation_max_side": (64, 16384), "max_image_side": (64, 65536),
+            "template_min_size": (32, 4096), "min_face_size": (1, 65536),
+            "face_size": (0.05, 0.95), "face_center_y": (0.05, 0.95), "retouch_strength": (0.0, 1.0),
+            "tag_threshold": (0.0, 1.0), "dominance_ratio": (0.0, 1.0), "max_face_outside": (0.0, 1.0),
+            "blur_threshold": (0.0, 1.0), "identity_threshold": (-1.0, 1.0),
+        }
+        for key, (lo, hi) in ranges.items():
+            value = getattr(self, key)
+            if not lo <= value <= hi:  # also false for nan
+                raise ConfigError(f"prepare option '{key}' must be between {lo:g} and {hi:g}, got {value}")
+        if self.resolution % 8:
+            raise ConfigError(f"prepare option 'resolution' must be a multiple of 8, got {self.resolution}")
+        if self.trigger is not None and not self.trigger.strip():
+            raise ConfigError("prepare option 'trigger' must not be empty")

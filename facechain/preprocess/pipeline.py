@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import options, progress
-from ..atomic import atomic_directory, atomic_write_text, check_destination
+from ..atomic import atomic_directory, atomic_write_text
 from ..config import config_to_dict, load_config
-from ..errors import FacechainError, NoUsablePhotosError
+from ..errors import FacechainError, InputError, NoUsablePhotosError, translate
 from ..image_io import list_images, save_png
+from ..locking import output_lock
+from ..outputs import OutputKind, announce, check_output
 from ..perception import FaceAnalyzer
 from ..types import Rejection
 from .components import PrepareComponents, StepTimer
@@ -38,6 +40,9 @@ from .selection import Selection, select
 __all__ = ["prepare", "PrepareResult", "PrepareConfig", "AcceptedPhoto"]
 
 log = logging.getLogger(__name__)
+
+#: What ``--overwrite`` may replace: a folder this verb wrote.
+PREPARED_FOLDER = OutputKind("prepared folder", (REPORT, METADATA))
 
 
 def prepare(
@@ -82,13 +87,20 @@ def prepare(
     given["resolution"] = given.pop("size")
     cfg = load_config(PrepareConfig, "prepare", config, given)
     output = Path(output)
-    check_destination(output, overwrite)  # fail before the slow part
     inputs = [photos] if isinstance(photos, (str, Path)) else list(photos)
+    if not inputs:
+        raise InputError("photos", "no photos given")
+    for p in map(Path, inputs):
+        if not p.exists():
+            raise InputError(p, "not found")
     paths = list_images(inputs)
     if not paths:
         raise NoUsablePhotosError(f"no image files found in {', '.join(map(str, inputs)) or 'the input'}")
+    # fail before the slow part: an output on an input, someone else's folder, a read-only or full disk
+    note = check_output(output, PREPARED_FOLDER, inputs=[*inputs, config], overwrite=overwrite,
+                        need_bytes=(len(paths) + 1) * cfg.resolution ** 2 * 3 // 2)
 
-    with progress.reporting(quiet=quiet):
+    with output_lock(output), progress.reporting(quiet=quiet):
         if analyzer is None:
             progress.say(f"loading face models ({cfg.detector} detector)")
         components = PrepareComponents.from_config(cfg, analyzer)
@@ -104,6 +116,7 @@ def prepare(
         if not selection.template_checked:
             log.warning("no template crop has exactly one detectable face; using the best-quality one")
 
+        announce(note)
         return _write(output, overwrite, cfg, selection, rejected, timer)
 
 
@@ -119,9 +132,12 @@ def _process_all(paths: list[Path], cfg: PrepareConfig, comp: PrepareComponents,
             except FacechainError:
                 raise  # a missing model or bad setting concerns every photo: stop
             except Exception as e:  # one odd photo must not end the run
-                log.warning("%s: processing failed", path, exc_info=True)
+                known = translate(e, path)
+                if known is None:  # a bug worth a traceback in the log (with --verbose)
+                    log.info("%s: processing failed", path, exc_info=True)
                 first = (str(e).splitlines() or [""])[0]
-                rejected.append(Rejection(path, f"could not be processed ({type(e).__name__}: {first})"))
+                reason = known.reason if isinstance(known, InputError) else f"could not be processed ({type(e).__name__}: {first})"
+                rejected.append(Rejection(path, reason))
             bar.update(1, message=path.name[-30:])
     return processed, rejected
 

@@ -7,12 +7,12 @@ stage (training) can start from a folder prepared earlier.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, shell_command
+from ..textfiles import read_json
 from ..types import Rejection
 
 REPORT = "report.json"
@@ -115,13 +115,10 @@ class PrepareResult:
         """Read a prepared folder back (its ``report.json``)."""
         root = Path(folder)
         path = root / REPORT
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not path.exists():
             raise InputError(root, f"not a prepared folder (no {REPORT}); "
-                                  f"run '{shell_command('facechain', 'prepare', 'PHOTOS', '--output', root)}' first") from None
-        except (OSError, ValueError) as e:
-            raise InputError(path, f"unreadable report ({e})") from None
+                                  f"run '{shell_command('facechain', 'prepare', 'PHOTOS', '--output', root)}' first")
+        data = read_json(path, dict, "prepare report")
         try:
             return cls(
                 output_dir=root,
@@ -137,8 +134,10 @@ class PrepareResult:
                 timings=dict(data.get("timings") or {}),
                 config=dict(data.get("config") or {}),
             )
-        except (KeyError, TypeError) as e:
-            raise InputError(path, f"report is missing {e}") from None
+        except KeyError as e:
+            raise InputError(path, f"not a valid prepare report: {e} is missing") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise InputError(path, f"not a valid prepare report ({e})") from None
 
     def summary(self) -> str:
         """A readable account of the run, for people."""

@@ -37,12 +37,25 @@ def _style_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".yaml", ".yml") and not p.name.startswith("."))
 
 
-def list_styles(include_user: bool = True, strict: bool = False) -> list[Style]:
-    """Every style by name (user styles shadow shipped ones with the same name), sorted by name.
+@dataclass
+class BrokenStyle:
+    """A user style file that cannot be used, and why (shown by ``facechain styles``)."""
 
-    A broken user style file is skipped with a warning unless ``strict`` (shipped files must be valid).
+    path: Path
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def scan_styles(include_user: bool = True) -> tuple[list[Style], list[BrokenStyle]]:
+    """Every usable style by name (user styles shadow shipped ones with the same name), and the broken user files.
+
+    One broken user style never hides the others; shipped style files must be valid.
     """
     found: dict[str, Style] = {}
+    broken: list[BrokenStyle] = []
     for path in _style_files(builtin_styles_dir()):
         style = load_style_file(path, origin="builtin")
         found[_key(style.name)] = style
@@ -51,12 +64,25 @@ def list_styles(include_user: bool = True, strict: bool = False) -> list[Style]:
             try:
                 style = load_style_file(path, origin="user")
             except FacechainError as e:
-                if strict:
-                    raise
-                log.warning("skipping style file %s", e)
+                broken.append(BrokenStyle(path, _reason(e, path)))
                 continue
             found[_key(style.name)] = style
-    return sorted(found.values(), key=lambda s: _key(s.name))
+    return sorted(found.values(), key=lambda s: _key(s.name)), broken
+
+
+def _reason(error: FacechainError, path: Path) -> str:
+    text = error.reason if isinstance(error, InputError) else str(error)
+    return text.removeprefix(f"{path}: ").removeprefix(f"{path.resolve()}: ")
+
+
+def list_styles(include_user: bool = True, strict: bool = False) -> list[Style]:
+    """Every usable style by name, sorted; a broken user style file is skipped with a warning unless ``strict``."""
+    styles, broken = scan_styles(include_user)
+    if broken and strict:
+        raise ConfigError(f"{broken[0].path}: {broken[0].reason}")
+    for b in broken:
+        log.warning("skipping style file %s: %s", b.path, b.reason)
+    return styles
 
 
 def find_style(name_or_path: str | Path) -> Style:
@@ -70,7 +96,7 @@ def find_style(name_or_path: str | Path) -> Style:
         for path in _style_files(folder):
             if _key(path.stem) == wanted:
                 return load_style_file(path, origin=origin)
-    styles = list_styles()
+    styles = scan_styles()[0]
     for style in styles:
         if _key(style.name) == wanted:
             return style
@@ -148,7 +174,7 @@ def reference_present(reference: str, store: ModelStore | None = None) -> bool:
 def style_status(styles: list[Style] | None = None, store: ModelStore | None = None) -> list[StyleStatus]:
     store = store or default_store()
     rows = []
-    for s in styles if styles is not None else list_styles():
+    for s in styles if styles is not None else scan_styles()[0]:
         base = None if s.base_model is None else reference_present(s.base_model, store)
         lora = None if s.style_lora is None else reference_present(s.style_lora, store)
         rows.append(StyleStatus(s, base, lora))
@@ -175,7 +201,9 @@ def styles(names: str | Sequence[str] | None = None, *, download: bool = False, 
 
     ``names``: only these styles (names or .yaml files; default: every shipped and user style).
     ``download``: fetch the named styles' base models and LoRAs first (nothing is fetched at start-up).
-    Each row is the style's fields plus ``base_present``, ``lora_present`` and ``ready``.
+    Each row is the style's fields plus ``base_present``, ``lora_present`` and ``ready``. Listing every
+    style, a broken user style file is a row too (``name``, ``path``, ``broken``: the reason, ``ready``
+    False): one bad file never hides the others.
     """
     names = [names] if isinstance(names, str) else list(names or [])
     if download and not names:
@@ -186,4 +214,6 @@ def styles(names: str | Sequence[str] | None = None, *, download: bool = False, 
             for label, path in download_style_models(names):
                 progress.say(f"{label}: {path}")
         rows = style_status(chosen)
-    return [r.to_json() for r in rows]
+    broken = [] if names else scan_styles()[1]
+    return [r.to_json() for r in rows] + [{"name": b.name, "path": str(b.path), "origin": "user", "broken": b.reason,
+                                           "ready": False} for b in broken]

@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .. import __version__, options, progress
-from ..atomic import atomic_directory, atomic_write_text, check_destination
+from ..atomic import atomic_directory, atomic_write_text
 from ..config import config_to_dict, load_config
 from ..errors import InputError
-from ..identity import LORA_FILE, Identity
+from ..identity import LORA_FILE, MANIFEST, Identity
+from ..locking import output_lock
+from ..outputs import OutputKind, check_output, check_work_dir, claim_work_dir, guard_inputs, remove_work_dir
 from ..paths import facechain_home, identities_dir
 from ..progress import say
 from .checkpoint import latest_checkpoint
@@ -44,6 +46,7 @@ from .trainer import LOG_FILE, LoraTrainer, TrainOutcome, resolve_precision
 log = logging.getLogger(__name__)
 
 PathsLike = str | Path | Sequence[str | Path]
+IDENTITY = OutputKind("identity", (MANIFEST,))  # what --overwrite may replace
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -74,6 +77,13 @@ def check_name(name: str) -> str:
     return name
 
 
+def _local(reference: str | None) -> Path | None:
+    """A model reference that is a local path (an output must not land on it), else None."""
+    if reference and Path(reference).expanduser().exists():
+        return Path(reference).expanduser()
+    return None
+
+
 def work_dir_for(output: Path) -> Path:
     """Checkpoints and the prepared dataset of an unfinished run: ``<output>.work`` beside the output."""
     return output.with_name(output.name + ".work")
@@ -83,19 +93,19 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _start_work(work: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from (``resume``), or a clean work folder."""
+def _start_work(work: Path, output: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (``resume``), or a clean work folder (only ever one facechain made)."""
+    check_work_dir(work)  # a <output>.work the user made is never reused or removed
     if resume:
         ckpt = latest_checkpoint(work)
         if ckpt is None:
             raise InputError(work, f"no checkpoint to resume from (train without {options.spell_value('resume')})")
         progress.say(f"resuming from {ckpt}")
         return ckpt
-    if work.exists():
-        if latest_checkpoint(work) is not None:
-            progress.say(f"starting over: removing the checkpoints of an unfinished run in {work} "
-                         f"(pass {options.spell_value('resume')} to continue it instead)")
-        shutil.rmtree(work)
+    if work.exists() and latest_checkpoint(work) is not None:
+        progress.say(f"starting over: removing the checkpoints of an unfinished run in {work} "
+                     f"(pass {options.spell_value('resume')} to continue it instead)")
+    claim_work_dir(work, output)
     return None
 
 
@@ -106,7 +116,7 @@ def _work_folder_kept_only_if_resumable(work: Path) -> Iterator[None]:
         yield
     except BaseException:
         if work.exists() and latest_checkpoint(work) is None:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_work_dir(work)
         raise
 
 
@@ -228,12 +238,15 @@ def train(
             raise InputError(stray[0], "a prepared dataset must be given alone (not mixed with photos)")
     name = check_name(name or default_name(inputs))
     output = Path(output).expanduser() if output else identities_dir() / name
-    check_destination(output, overwrite)  # before any heavy work
     work = work_dir_for(output)
+    # before any heavy work: never onto the photos, over someone else's folder, or on a read-only disk
+    note = check_output(output, IDENTITY, inputs=[*inputs, config, _local(cfg.base_model)],
+                        overwrite=overwrite)
+    guard_inputs(work, inputs)
 
     base = resolve_base_model(cfg.base_model)  # a missing model fails here, in one line
-    with progress.reporting(quiet=quiet):
-        resume_from = _start_work(work, resume)
+    with output_lock(output), progress.reporting(quiet=quiet):  # a second run into the same output fails at once
+        resume_from = _start_work(work, output, resume)
         with _work_folder_kept_only_if_resumable(work):
             if prepared is None:
                 prepared = _prepare_photos(inputs, work / "dataset", resume=resume, config=config, trigger=trigger,
@@ -246,8 +259,10 @@ def train(
             progress.say(f"training '{name}': {trainer.describe()}")
             outcome = trainer.train(resume_from=resume_from)
 
+            if note:
+                progress.say(note)
             identity = _write_identity(output, overwrite, name, base, data, cfg, trainer, outcome, work)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_work_dir(work)
         progress.say(f"identity '{name}' saved in {output} (final loss {outcome.final_loss:.4f}, "
                      f"{outcome.steps} steps in {outcome.seconds:.0f} s)")
     return identity
@@ -279,6 +294,7 @@ def _write_identity(output: Path, overwrite: bool, name: str, base: BaseModelInf
 
 STYLE_MANIFEST = "facechain_lora.json"
 STYLE_SNIPPET = "style.yaml"
+STYLE_LORA = OutputKind("style LoRA folder", (STYLE_MANIFEST,))
 
 
 @dataclass
@@ -371,17 +387,20 @@ def train_style(
     examples = read_captioned_folder(folder)
     name = check_name(name or default_name([folder]))
     output = Path(output).expanduser() if output else facechain_home() / "loras" / name
-    check_destination(output, overwrite)
     work = work_dir_for(output)
+    note = check_output(output, STYLE_LORA, inputs=[folder, config, _local(cfg.base_model)], overwrite=overwrite)
+    guard_inputs(work, [folder])
     base = resolve_base_model(cfg.base_model)
-    with progress.reporting(quiet=quiet):
-        resume_from = _start_work(work, resume)
+    with output_lock(output), progress.reporting(quiet=quiet):
+        resume_from = _start_work(work, output, resume)
         with _work_folder_kept_only_if_resumable(work):
             trainer = _load_trainer(base, examples, cfg, work)
             progress.say(f"training style '{name}': {trainer.describe()}")
             outcome = trainer.train(resume_from=resume_from)
+            if note:
+                progress.say(note)
             prompt = _write_style_lora(output, overwrite, name, folder, examples, base, cfg, trainer, outcome, work)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_work_dir(work)
         progress.say(f"style LoRA '{name}' saved in {output}; style definition: {output / STYLE_SNIPPET}")
     return StyleLora(name, output, base.reference, prompt, outcome)
 

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..atomic import atomic_directory
 from ..errors import InputError
+from ..textfiles import read_json
+from ..weight_files import load_safetensors, load_tensor_pickle
 
 PREFIX = "checkpoint-"
 
@@ -76,9 +78,13 @@ def save_checkpoint(work_dir: Path, step: int, params: dict[str, torch.Tensor], 
 def load_checkpoint(folder: Path) -> Checkpoint:
     folder = Path(folder)
     try:
-        info = json.loads((folder / "state.json").read_text())
-        params = load_file(str(folder / "lora.safetensors"))
-        state = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise InputError(folder, f"unreadable checkpoint ({str(e).splitlines()[0][:160]}); delete it to start over") from None
+        info = read_json(folder / "state.json", dict, "checkpoint state")
+        if not isinstance(info.get("step"), int):
+            raise InputError(folder / "state.json", "not a valid checkpoint state: 'step' is missing")
+        params = load_safetensors(folder / "lora.safetensors")
+        state = load_tensor_pickle(folder / "training_state.pt")
+        if not isinstance(state, dict):
+            raise InputError(folder / "training_state.pt", "not a facechain training state")
+    except InputError as e:
+        raise InputError(e.path, f"{e.reason}; unusable checkpoint: train without --resume to start over") from None
     return Checkpoint(folder, params, state, info)

@@ -7,7 +7,6 @@ A *style* folder holds images with a same-named ``.txt`` caption each, or a ``me
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError, NoUsablePhotosError, shell_command
 from ..image_io import IMAGE_SUFFIXES, load_image
+from ..textfiles import read_json, read_json_lines, read_text
 
 METADATA = "metadata.jsonl"
 REPORT = "report.json"
@@ -78,14 +78,10 @@ def read_metadata(folder: Path) -> list[TrainingExample]:
     folder = Path(folder)
     meta = folder / METADATA
     examples = []
-    for lineno, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            file_name, text = str(row["file_name"]), str(row["text"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise InputError(meta, f"line {lineno}: expected {{\"file_name\": ..., \"text\": ...}}") from None
+    for lineno, row in read_json_lines(meta):
+        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or "text" not in row:
+            raise InputError(meta, f"line {lineno}: expected {{\"file_name\": ..., \"text\": ...}}")
+        file_name, text = row["file_name"], str(row["text"])
         image = (folder / file_name).resolve()
         if folder.resolve() not in image.parents:
             raise InputError(meta, f"line {lineno}: {file_name} points outside the dataset folder")
@@ -100,10 +96,7 @@ def read_prepared(folder: Path | str) -> PreparedDataset:
     if not is_prepared_folder(folder):
         raise InputError(folder, f"not a prepared dataset (needs {METADATA} and {REPORT}; "
                                 f"run '{shell_command('facechain', 'prepare', 'PHOTOS', '--output', folder)}')")
-    try:
-        report = json.loads((folder / REPORT).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(folder / REPORT, f"corrupt report ({e.msg} at line {e.lineno})") from None
+    report = read_json(folder / REPORT, dict, "prepare report")
     examples = read_metadata(folder)
     if not examples:
         raise NoUsablePhotosError(f"{folder}: the prepared dataset has no images (every photo was rejected)")
@@ -126,7 +119,7 @@ def read_captioned_folder(folder: Path | str) -> list[TrainingExample]:
         if missing:
             raise InputError(folder / missing[0], f"no caption: write it into {Path(missing[0]).stem}.txt "
                                                   f"({len(missing)} image(s) lack one), or provide {METADATA}")
-        examples = [TrainingExample(p, p.with_suffix(".txt").read_text(encoding="utf-8").strip()) for p in images]
+        examples = [TrainingExample(p, read_text(p.with_suffix(".txt")).strip()) for p in images]
     if not examples:
         raise NoUsablePhotosError(f"{folder}: no captioned images to train on")
     return examples

@@ -37,7 +37,7 @@ from ..options import spell, spell_value
 from ..config import config_to_dict
 from ..diffusion.device import native_bf16, resolve_device, training_dtype
 from ..diffusion.loading import quiet_ml_logs
-from ..errors import ConfigError, TrainingError
+from ..errors import ConfigError, TrainingError, writing
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .components import SDComponents
 from .config import RESUME_KEYS, TrainConfig
@@ -145,7 +145,7 @@ def _make_accelerator(device: torch.device, mixed_precision: str):
 
 @contextlib.contextmanager
 def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
-    """First Ctrl-C asks the loop to stop after the current step; a second one aborts at once."""
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one aborts at once."""
     flag = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -157,11 +157,13 @@ def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
         flag["stop"] = True
         progress.say("stopping after this step to save a checkpoint (Ctrl-C again to abort at once)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    # SIGTERM (kill, docker stop, a batch scheduler's notice) is treated like Ctrl-C: a checkpoint first
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _set_sdpa(unet) -> str:
@@ -425,7 +427,7 @@ class LoraTrainer:
         path = self.work_dir / LOG_FILE
         kept = []
         if self.state.step and path.exists():
-            for line in path.read_text().splitlines():
+            for line in path.read_bytes().decode("utf-8", "replace").splitlines():  # a damaged line is dropped
                 with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
                     if int(json.loads(line)["step"]) <= self.state.step:
                         kept.append(line)
@@ -455,10 +457,11 @@ class LoraTrainer:
                     self.state.losses.append(loss)
                     self.state.seconds = time.perf_counter() - started
                     if logf is not None:
-                        logf.write(json.dumps({"step": self.state.step, "loss": loss,
-                                               "lr": self.lr_scheduler.get_last_lr()[0],
-                                               "seconds": round(self.state.seconds, 3)}) + "\n")
-                        logf.flush()
+                        with writing(self.work_dir / LOG_FILE):  # a full disk: one line naming the file
+                            logf.write(json.dumps({"step": self.state.step, "loss": loss,
+                                                   "lr": self.lr_scheduler.get_last_lr()[0],
+                                                   "seconds": round(self.state.seconds, 3)}) + "\n")
+                            logf.flush()
                     if bar is not None:
                         bar.update(1, message=f"loss {loss:.4f}")
                     if self.on_step is not None:
