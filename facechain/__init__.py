@@ -22,6 +22,7 @@ _API = {
     "generate": "facechain.generation.api",
     "evaluate": "facechain.postprocess.evaluate",
     "inpaint": "facechain.inpainting.api",
+    "tryon": "facechain.apps.tryon.api",
     "FaceAnalyzer": "facechain.perception",
     "ModelStore": "facechain.models",
 }
