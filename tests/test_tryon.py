@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from facechain.apps.tryon import TryOnConfig, TryOnPipeline, tryon

@@ -64,8 +64,6 @@ _OPTIONS = ("garment_mask", "garment_segmenter", "prompt", "negative_prompt", "s
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from ..apps.tryon.api import tryon
 
     result = tryon(args.model_photo, args.person, **{k: getattr(args, k) for k in _OPTIONS})

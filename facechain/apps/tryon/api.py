@@ -27,7 +27,7 @@ import numpy as np
 from ... import __version__, progress
 from ...atomic import atomic_directory, check_destination
 from ...config import config_to_dict, load_config
-from ...errors import FacechainError, InputError
+from ...errors import FacechainError
 from ...identity import Identity, resolve_identity
 from ...image_io import load_image, save_png
 from .config import TryOnConfig

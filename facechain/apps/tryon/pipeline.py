@@ -27,6 +27,7 @@ UNet); the depth ControlNet, when present, joins through ``from_pipe``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import time
@@ -116,7 +117,8 @@ class TryOnPipeline:
         analyzer = getattr(face_stage, "analyzer", None)
         self.perception = perception or TryOnPerception(analyzer, min_face_size=self.config.min_face_size)
         self.depth_estimator = depth_estimator
-        self.depth_unavailable = depth_unavailable or ("" if depth_controlnet is not None else "no depth models loaded")
+        missing = [n for n, m in (("depth-controlnet", depth_controlnet), ("depth-estimator", depth_estimator)) if m is None]
+        self.depth_unavailable = depth_unavailable or (f"{' and '.join(missing)} not loaded" if missing else "")
         self.inpaint_depth = None
         if depth_controlnet is not None and depth_estimator is not None:
             from diffusers import MultiControlNetModel, StableDiffusionControlNetInpaintPipeline
@@ -184,8 +186,9 @@ class TryOnPipeline:
 
     def with_config(self, config: TryOnConfig) -> "TryOnPipeline":
         """The same models and components under another configuration."""
-        clone = _copy(self)
+        clone = copy.copy(self)
         clone.config = config.check()
+        clone.warnings, clone.timings = [], {}
         return clone
 
     # -- the story ------------------------------------------------------------------------------
@@ -206,7 +209,7 @@ class TryOnPipeline:
         images = self.rank(images, inputs, job)
         steps = {**inputs.steps, "depth": controls.depth_step, "redraw": f"ran (strength {cfg.strength})",
                  "face_stage": "ran" if self._face_stage_on() else "skipped: " + self._face_stage_off_reason()}
-        timings = {**{k: v for k, v in inputs.timings.items()}, **self.timings}
+        timings = {**inputs.timings, **self.timings}
         warnings = list(dict.fromkeys(inputs.warnings + self.warnings))
         return TryOnOutcome(images, inputs, controls, keep, self._work_size(inputs.photo), job.prompt + ", " + REDRAW_WORDS,
                             job.negative_prompt, steps, warnings, timings)
@@ -410,11 +413,3 @@ def _size_multiple(pipe) -> int:
     vae = int(getattr(pipe, "vae_scale_factor", 8))
     unet = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
     return math.lcm(vae * unet, 8)
-
-
-def _copy(pipeline: TryOnPipeline) -> TryOnPipeline:
-    import copy
-
-    clone = copy.copy(pipeline)
-    clone.warnings, clone.timings = [], {}
-    return clone
