@@ -36,6 +36,7 @@ _API: dict[str, tuple[str, str]] = {
     "train_adapter": ("facechain.fact.training", "train_adapter"),
     "export": ("facechain.training.export", "export"),
     "talk": ("facechain.apps.talking_head.api", "talk"),
+    "tryon": ("facechain.apps.tryon.api", "tryon"),
     "serve": ("facechain.service", "serve"),
     "Client": ("facechain.service.client", "Client"),
     "Portraits": ("facechain.results", "Portraits"),

@@ -184,4 +184,4 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 #: Sections a config file may have; each stage module registers its own.
-KNOWN_SECTIONS: set[str] = {"prepare", "train", "train_style", "generate", "inpaint", "adapter", "models"}
+KNOWN_SECTIONS: set[str] = {"prepare", "train", "train_style", "generate", "inpaint", "adapter", "models", "tryon"}

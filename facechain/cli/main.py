@@ -33,6 +33,7 @@ VERB_MODULES = [
     "cmd_eval",
     "cmd_faces",
     "cmd_inpaint",
+    "cmd_tryon",
     "cmd_train_adapter",
     "cmd_models",
     "cmd_talk",

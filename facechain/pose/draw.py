@@ -77,10 +77,13 @@ def draw_bodies(canvas: np.ndarray, bodies: Iterable[BodyPose], min_score: float
     return canvas
 
 
-def draw_hands(canvas: np.ndarray, hands: Iterable[np.ndarray]) -> np.ndarray:
-    """21-point hands: coloured bones, blue joints. Missing joints are NaN or (0, 0)."""
+def draw_hands(canvas: np.ndarray, hands: Iterable) -> np.ndarray:
+    """21-point hands: coloured bones, blue joints. Missing joints are NaN or (0, 0).
+
+    A hand is a (21, 2+) array or anything with such ``points`` (a :class:`~.hands.Hand`).
+    """
     for hand in hands:
-        pts = np.asarray(hand, dtype=np.float64)[:, :2]
+        pts = np.asarray(getattr(hand, "points", hand), dtype=np.float64)[:, :2]
         ok = _valid_points(pts)
         for i, (a, b) in enumerate(HAND_EDGES):
             if ok[a] and ok[b]:
@@ -105,13 +108,14 @@ def draw_openpose(
     size: tuple[int, int],
     bodies: Sequence[BodyPose] = (),
     faces68: Sequence[np.ndarray] = (),
-    hands: Sequence[np.ndarray] = (),
+    hands: Sequence = (),
     bones_only: bool = False,
 ) -> np.ndarray:
     """An OpenPose conditioning image of ``size=(W, H)``: (H, W, 3) uint8 RGB on black.
 
     ``bones_only`` draws the body skeleton alone (no face dots, no hands), as the paper's
     inpainting stage 1 does, so the ControlNet fixes the body pose but leaves the face free.
+    Bodies and ``hands`` without ``faces68`` is the virtual try-on's condition (bones + hands).
     """
     w, h = int(size[0]), int(size[1])
     if w <= 0 or h <= 0:

@@ -58,11 +58,11 @@ class PoseEstimate:
     source: str  # "detector" or "face"
 
 
-def _load_interpreter(path: Path, num_threads: int | None):
+def _load_interpreter(path: Path, num_threads: int | None, name: str = model_files.MODEL_NAME):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise ModelNotFoundError(model_files.MODEL_NAME, model_files.REFERENCE, "install the TFLite runtime: pip install ai-edge-litert",
+        raise ModelNotFoundError(name, model_files.REFERENCE, "install the TFLite runtime: pip install ai-edge-litert",
                                  "ai-edge-litert is not installed") from None
     with reading(path, "not a valid TFLite model (delete it and run 'facechain models download body-pose')"):
         interp = Interpreter(model_path=str(path), num_threads=num_threads)
@@ -90,11 +90,14 @@ def _quiet_native_stderr():
         os.close(saved)
 
 
-class _TfliteModel:
-    """A TFLite model with one image input; returns its outputs by tensor name."""
+class TfliteModel:
+    """A TFLite model with one image input; returns its outputs by tensor name.
 
-    def __init__(self, path: Path, num_threads: int | None):
-        self.interp = _load_interpreter(path, num_threads)
+    Shared by every offline mediapipe model (body pose, hands, selfie segmentation); ``name`` is
+    the model group a missing runtime is reported for."""
+
+    def __init__(self, path: Path, num_threads: int | None, name: str = model_files.MODEL_NAME):
+        self.interp = _load_interpreter(path, num_threads, name)
         self.input_index = self.interp.get_input_details()[0]["index"]
         self.outputs = {d["name"]: d["index"] for d in self.interp.get_output_details()}
 
@@ -159,8 +162,8 @@ class BodyPoseEstimator:
         missing = [n for n in model_files.FILES if not (self.model_dir / n).is_file()]
         if missing:
             raise ModelNotFoundError(model_files.MODEL_NAME, str(self.model_dir), model_files.HOW_TO_GET, f"{missing[0]} not found")
-        self.detector = _TfliteModel(self.model_dir / "pose_detection.tflite", num_threads)
-        self.landmarker = _TfliteModel(self.model_dir / "pose_landmark_full.tflite", num_threads)
+        self.detector = TfliteModel(self.model_dir / "pose_detection.tflite", num_threads)
+        self.landmarker = TfliteModel(self.model_dir / "pose_landmark_full.tflite", num_threads)
         self.anchors = bp.ssd_anchor_centers()
         self.min_detection_score = min_detection_score
         self.min_pose_score = min_pose_score
