@@ -29,7 +29,7 @@ import numpy as np
 from ...errors import InputError, ModelNotFoundError
 from ...pose import blazepose as bp
 from ...pose import model_files
-from ...pose.estimate import _TfliteModel
+from ...pose.estimate import TfliteModel
 
 MODEL_GROUP = "face-mesh"
 DETECTOR_SIZE = 128
@@ -145,8 +145,8 @@ class FaceMeshModel:
         for name in ("face_detection_short_range.tflite", "face_landmark.tflite"):
             if not (self.model_dir / name).is_file():
                 raise ModelNotFoundError(MODEL_GROUP, str(self.model_dir), model_files.how_to_get(MODEL_GROUP), f"{name} not found")
-        self.detector = _TfliteModel(self.model_dir / "face_detection_short_range.tflite", num_threads)
-        self.mesh_model = _TfliteModel(self.model_dir / "face_landmark.tflite", num_threads)
+        self.detector = TfliteModel(self.model_dir / "face_detection_short_range.tflite", num_threads, "face-mesh")
+        self.mesh_model = TfliteModel(self.model_dir / "face_landmark.tflite", num_threads, "face-mesh")
         self.anchors = bp.ssd_anchor_centers(DETECTOR_SIZE, _STRIDES)
         self.min_detection_score = min_detection_score
         self.min_presence = min_presence
