@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import gradio as gr
 
@@ -151,8 +152,13 @@ def build_ui(desk: JobDesk, secret: str, workdir: Path) -> gr.Blocks:
 # --- layout ------------------------------------------------------------------------------------------
 
 
-def _advanced(w: Widgets, prefix: str, steps: int | None, size_label: str) -> None:
-    setattr(w, f"{prefix}_steps", gr.Number(label="steps", value=steps, precision=0, elem_id=f"{prefix}-steps"))
+def _optional(label: str, elem_id: str) -> gr.Textbox:
+    """A number the user may leave empty: empty means the verb's (or the style's) own default."""
+    return gr.Textbox(label=label, placeholder="default", elem_id=elem_id)
+
+
+def _advanced(w: Widgets, prefix: str, size_label: str) -> None:
+    setattr(w, f"{prefix}_steps", _optional("steps", f"{prefix}-steps"))
     setattr(w, f"{prefix}_size", gr.Textbox(label=size_label, placeholder="default", elem_id=f"{prefix}-size"))
     setattr(w, f"{prefix}_base", gr.Textbox(label="base model", placeholder="default (the style's or the person's)",
                                             elem_id=f"{prefix}-base-model"))
@@ -168,8 +174,8 @@ def _train_tab(w: Widgets) -> None:
             w.tr_trigger = gr.Textbox(label="trigger word (optional)", placeholder="from gender and age",
                                       elem_id="train-trigger")
             with gr.Accordion("advanced", open=False, elem_id="train-advanced"):
-                _advanced(w, "tr", None, "size (training resolution, px)")
-                w.tr_seed = gr.Number(label="seed", value=None, precision=0, elem_id="tr-seed")
+                _advanced(w, "tr", "size (training resolution, px)")
+                w.tr_seed = _optional("seed", "tr-seed")
             with gr.Row():
                 w.tr_check = gr.Button("Check photos", elem_id="train-check")
                 w.tr_train = gr.Button("Train", variant="primary", elem_id="train-go")
@@ -191,16 +197,16 @@ def _portraits_tab(w: Widgets) -> None:
             w.pt_pose = gr.File(label="pose image (optional)", file_types=["image"], elem_id="portrait-pose")
             w.pt_num = gr.Slider(1, 8, value=4, step=1, label="number of images", elem_id="portrait-num")
             with gr.Accordion("advanced", open=False, elem_id="portrait-advanced"):
-                w.pt_seed = gr.Number(label="seed", value=None, precision=0, elem_id="pt-seed")
-                _advanced(w, "pt", None, "size (N or WxH)")
-                w.pt_guidance = gr.Number(label="guidance scale", value=None, elem_id="pt-guidance-scale")
-                w.pt_face_w = gr.Slider(0, 2, value=None, step=0.05, label="face weight", elem_id="pt-face-weight")
-                w.pt_style_w = gr.Slider(0, 2, value=None, step=0.05, label="style weight", elem_id="pt-style-weight")
+                w.pt_seed = _optional("seed", "pt-seed")
+                _advanced(w, "pt", "size (N or WxH)")
+                w.pt_guidance = _optional("guidance scale", "pt-guidance-scale")
+                w.pt_face_w = _optional("face weight (0-2)", "pt-face-weight")
+                w.pt_style_w = _optional("style weight (0-2)", "pt-style-weight")
             w.pt_go = gr.Button("Generate", variant="primary", elem_id="portrait-go")
         with gr.Column(scale=3):
             w.pt_cards = gr.HTML(elem_id="style-cards", js_on_load=_CARD_JS)
     w.pt_status = gr.HTML(elem_id="portrait-status")
-    w.pt_gallery = gr.Gallery(label="portraits, most similar first", columns=4, elem_id="portrait-gallery")
+    w.pt_gallery = gr.HTML(elem_id="portrait-gallery")  # ranked cards: image, rank, similarity, seed, PNG link
     w.pt_files = gr.File(label="PNGs (with their parameters)", file_count="multiple", interactive=False,
                          elem_id="portrait-files")
     w.pt_params = gr.JSON(label="parameters", elem_id="portrait-params")
@@ -216,20 +222,20 @@ def _templates_tab(w: Widgets) -> None:
             w.tp_faces = gr.HTML(elem_id="template-faces")
             w.tp_upload = gr.State("")
             w.tp_mode = gr.Radio([PERSON_MODE, PHOTO_MODE], value=PERSON_MODE, label="who", elem_id="template-mode")
-            w.tp_pick = [gr.Dropdown(label=f"face {i + 1}", choices=[], visible=False, elem_id=f"template-face-{i + 1}")
-                         for i in range(MAX_TEMPLATE_FACES)]
+            w.tp_pick = [gr.Dropdown(label=f"face {i}", choices=[], visible=False, elem_id=f"template-face-{i}")
+                         for i in range(MAX_TEMPLATE_FACES)]  # the library's face numbers (as 'facechain faces')
             w.tp_photo = gr.File(label="one photo (train-free)", file_types=["image"], visible=False,
                                  elem_id="template-photo")
             w.tp_photo_face = gr.Dropdown(label="into face", choices=[], visible=False, elem_id="template-photo-face")
             w.tp_num = gr.Slider(1, 4, value=1, step=1, label="number of images", elem_id="template-num")
             with gr.Accordion("advanced", open=False, elem_id="template-advanced"):
-                w.tp_seed = gr.Number(label="seed", value=None, precision=0, elem_id="tp-seed")
-                _advanced(w, "tp", None, "size (px)")
+                w.tp_seed = _optional("seed", "tp-seed")
+                _advanced(w, "tp", "size (px)")
             w.tp_go = gr.Button("Put the faces in", variant="primary", elem_id="template-go")
         with gr.Column(scale=3):
             w.tp_preview = gr.Image(label="numbered faces", interactive=False, elem_id="template-preview")
     w.tp_status = gr.HTML(elem_id="template-status")
-    w.tp_gallery = gr.Gallery(label="results", columns=4, elem_id="template-gallery")
+    w.tp_gallery = gr.HTML(elem_id="template-gallery")
     w.tp_files = gr.File(label="PNGs", file_count="multiple", interactive=False, elem_id="template-files")
 
 
@@ -240,7 +246,7 @@ def _style_tab(w: Widgets) -> None:
     w.st_caption = gr.Textbox(label="caption (one for all images)", placeholder="e.g. a watercolour portrait",
                               elem_id="style-caption")
     with gr.Accordion("advanced", open=False, elem_id="style-advanced"):
-        _advanced(w, "st", None, "size (training resolution, px)")
+        _advanced(w, "st", "size (training resolution, px)")
     w.st_go = gr.Button("Train the style", variant="primary", elem_id="style-go")
     w.st_status = gr.HTML(elem_id="style-status")
 
@@ -265,15 +271,27 @@ def _jobs_tab(w: Widgets) -> None:
 # --- behaviour -----------------------------------------------------------------------------------------
 
 
-def _int(value: Any) -> int | None:
-    return None if value in (None, "") else int(value)
+def _int(value: Any, label: str) -> int | None:
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return None
+    try:
+        return int(float(text)) if float(text).is_integer() else int(text)
+    except ValueError:
+        raise UIError(f"{label}: expected a whole number, got '{text[:40]}'") from None
 
 
-def _float(value: Any) -> float | None:
-    return None if value in (None, "") else float(value)
+def _float(value: Any, label: str) -> float | None:
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UIError(f"{label}: expected a number, got '{text[:40]}'") from None
 
 
-def _size(value: Any) -> str | None:
+def _text(value: Any) -> str | None:
     text = str(value or "").strip()
     return text or None
 
@@ -414,15 +432,15 @@ class Handlers:
 
         return views.prepare_report(job.result or {}, accepted, source)
 
-    def results(self, job: Job) -> tuple[list, list[str] | None, dict | None]:
+    def results(self, job: Job) -> tuple[str, list[str] | None, dict | None]:
+        """The ranked cards, the PNGs to download (parameters embedded), and the run's parameters."""
         ranked = self.desk.ranked_images(job)
-        gallery = [(str(r.path), f"#{r.rank} · similarity {r.similarity:.3f}" if r.similarity is not None
-                    else f"#{r.rank} · similarity n/a") for r in ranked]
+        cards = views.ranked_cards(ranked, lambda path: f"gradio_api/file={quote(str(path))}") if ranked else ""
         files = [str(r.path) for r in ranked] or None
         params = {"job": job.id, "params": job.params,
                   "images": [{"file": r.name, "rank": r.rank, "similarity": r.similarity, "seed": r.params.get("seed")}
                              for r in ranked]} if ranked else None
-        return gallery, files, params
+        return cards, files, params
 
     def catalog(self, style: str | None = None) -> dict:
         """Person pickers (newest person chosen), styles and the tables, from the server's identities, styles, jobs."""
@@ -447,36 +465,30 @@ class Handlers:
 
     # -- train a person ------------------------------------------------------------------------------
     def check_photos(self, files: Any, slots: dict | None):
-        slots = dict(slots or {})
-        up = self.desk.upload(_files(files))
-        refused = views.refused_uploads(up.refused)
-        if not up.ids:
-            return slots, refused or views.error_line("upload one or more photos first"), gr.update(), gr.update()
-        try:
-            job = self.desk.submit("prepare", {"photos": up.ids})
-        except UIError as e:
-            return slots, refused + views.error_line(str(e)), gr.update(), gr.update()
-        slots.update(prepare=job.id, photos=up.ids, refused=up.refused)
-        return slots, refused + views.job_status(job, "checking photos"), "", job.id
+        def values(notes: list[str]) -> dict[str, Any]:
+            return {"photos": self.uploads(files, notes, "one or more photos")}
+
+        slots, status, job = self.start(slots, "prepare", "prepare", values, "checking photos")
+        if job is None:
+            return slots, status, gr.update(), gr.update()
+        slots["photos"] = job.params["photos"]
+        return slots, status, "", job.id
 
     def train(self, files: Any, name: str, trigger: str, steps: Any, size: Any, base: str, seed: Any,
               slots: dict | None):
-        slots = dict(slots or {})
-        photos = slots.get("photos") or []
-        prefix = ""
-        if _files(files):  # photos chosen (again) in the form: upload them; the same bytes give the same ids
-            up = self.desk.upload(_files(files))
-            photos, prefix = up.ids, views.refused_uploads(up.refused)
-        if not photos:
-            return slots, prefix + views.error_line("upload photos first (and check them)"), gr.update()
-        try:
-            job = self.desk.submit("train", {"photos": photos, "name": (name or "").strip(), "trigger": trigger or None,
-                                             "steps": _int(steps), "size": _int(size), "base_model": base or None,
-                                             "seed": _int(seed)})
-        except UIError as e:
-            return slots, prefix + views.error_line(str(e)), gr.update()
-        slots.update(train=job.id, photos=photos)
-        return slots, prefix + views.job_status(job, "training"), job.id
+        def values(notes: list[str]) -> dict[str, Any]:
+            # photos chosen (again) in the form are uploaded: the same bytes give the same upload ids
+            photos = self.uploads(files, notes, "photos") if _files(files) else (slots or {}).get("photos")
+            if not photos:
+                raise UIError("upload photos first (and check them)")
+            return {"photos": photos, "name": (name or "").strip(), "trigger": (trigger or "").strip() or None,
+                    "steps": _int(steps, "steps"), "size": _int(size, "size"), "base_model": _text(base),
+                    "seed": _int(seed, "seed")}
+
+        slots, status, job = self.start(slots, "train", "train", values, "training")
+        if job is not None:
+            slots["photos"] = job.params["photos"]
+        return slots, status, job.id if job else gr.update()
 
     # -- portraits -------------------------------------------------------------------------------------
     def pick_style(self, current: str, evt: gr.EventData):
@@ -487,35 +499,19 @@ class Handlers:
 
     def generate(self, mode, person, photo, style, prompt, pose, num, seed, steps, guidance, face_w, style_w, base, size,
                  slots):
-        slots = dict(slots or {})
-        unchanged = (gr.update(),) * 4
-        values: dict[str, Any] = {"style": style or None, "prompt": (prompt or "").strip() or None,
-                                  "num_images": _int(num), "seed": _int(seed), "steps": _int(steps),
-                                  "guidance_scale": _float(guidance), "face_weight": _float(face_w),
-                                  "style_weight": _float(style_w), "base_model": (base or "").strip() or None,
-                                  "size": _size(size)}
-        refused: list[str] = []
-        if mode == PHOTO_MODE:
-            up = self.desk.upload(_files(photo))
-            refused += up.refused
-            if not up.ids:
-                return (slots, views.refused_uploads(refused) or views.error_line("upload one photo of the person"),
-                        *unchanged)
-            values["photo"] = up.ids
-        else:
-            values["person"] = person or None
-        if _files(pose):
-            up = self.desk.upload(_files(pose))
-            refused += up.refused
-            if not up.ids:
-                return slots, views.refused_uploads(refused), *unchanged
-            values["pose"] = up.ids[0]
-        try:
-            job = self.desk.submit("generate", values)
-        except UIError as e:
-            return slots, views.refused_uploads(refused) + views.error_line(str(e)), *unchanged
-        slots["generate"] = job.id
-        return slots, views.job_status(job, "portraits"), [], None, None, job.id
+        def values(notes: list[str]) -> dict[str, Any]:
+            who = {"photo": self.uploads(photo, notes, "one photo of the person")} if mode == PHOTO_MODE else \
+                {"person": person or None}
+            return {**who, "style": style or None, "prompt": (prompt or "").strip() or None,
+                    "pose": self.uploads(pose, notes, "pose image")[0] if _files(pose) else None,
+                    "num_images": _int(num, "number of images"), "seed": _int(seed, "seed"), "steps": _int(steps, "steps"),
+                    "guidance_scale": _float(guidance, "guidance scale"), "face_weight": _float(face_w, "face weight"),
+                    "style_weight": _float(style_w, "style weight"), "base_model": _text(base), "size": _text(size)}
+
+        slots, status, job = self.start(slots, "generate", "generate", values, "portraits")
+        if job is None:
+            return slots, status, gr.update(), gr.update(), gr.update(), gr.update()
+        return slots, status, "", None, None, job.id
 
     # -- templates -------------------------------------------------------------------------------------
     def find_faces(self, template: Any):
@@ -537,13 +533,11 @@ class Handlers:
         names = [p.name for p in self.desk.people()]
         picks = []
         for i in range(MAX_TEMPLATE_FACES):
-            index = i + 1
-            visible = index in usable
-            picks.append(gr.update(visible=visible, choices=["(keep)", *names], value="(keep)", label=f"face {index}"))
+            picks.append(gr.update(visible=i in usable, choices=["(keep)", *names], value="(keep)", label=f"face {i}"))
         items = "".join(f'<li data-face="{f.index}">face {f.index}: {f.size:.0f} px'
                         f'{"" if f.index in usable else " (too small to redraw)"}</li>' for f in faces)
         summary = (f'<div class="fc-faces" data-count="{len(faces)}">{len(faces)} face{"s" if len(faces) != 1 else ""} '
-                   f"found, numbered left to right<ol>{items}</ol></div>")
+                   f"found, numbered left to right<ul>{items}</ul></div>")
         photo_face = gr.update(choices=[str(i) for i in usable], value=str(usable[0]) if usable else None)
         return up.ids[0], str(preview), summary, photo_face, *picks
 
@@ -555,47 +549,54 @@ class Handlers:
         return gr.update(visible=photo), gr.update(visible=photo), *picks
 
     def inpaint(self, upload, mode, photo, photo_face, num, seed, steps, size, base, slots, *picks):
-        slots = dict(slots or {})
-        unchanged = (gr.update(),) * 2
-        if not upload:
-            return slots, views.error_line("upload a template and find its faces first"), *unchanged, gr.update()
-        values: dict[str, Any] = {"template": upload, "num_images": _int(num), "seed": _int(seed),
-                                  "steps": _int(steps), "size": _int(size), "base_model": (base or "").strip() or None}
-        refused: list[str] = []
-        if mode == PHOTO_MODE:
-            up = self.desk.upload(_files(photo))
-            refused = up.refused
-            if not up.ids:
-                return (slots, views.refused_uploads(refused) or views.error_line("upload one photo of the person"),
-                        *unchanged, gr.update())
-            values.update(photo=up.ids, face_index=[int(photo_face)] if photo_face else None)
-        else:
-            chosen = [(i + 1, p) for i, p in enumerate(picks) if p and p != "(keep)"]
-            if not chosen:
-                return slots, views.error_line("choose a person for at least one face"), *unchanged, gr.update()
-            values.update(person=[p for _, p in chosen], face_index=[i for i, _ in chosen])
-        try:
-            job = self.desk.submit("inpaint", values)
-        except UIError as e:
-            return slots, views.refused_uploads(refused) + views.error_line(str(e)), *unchanged, gr.update()
-        slots["inpaint"] = job.id
-        return slots, views.job_status(job, "template"), [], None, job.id
+        def values(notes: list[str]) -> dict[str, Any]:
+            if not upload:
+                raise UIError("upload a template and find its faces first")
+            if mode == PHOTO_MODE:
+                who = {"photo": self.uploads(photo, notes, "one photo of the person"),
+                       "face_index": [int(photo_face)] if photo_face not in (None, "") else None}
+            else:
+                chosen = [(i, p) for i, p in enumerate(picks) if p and p != "(keep)"]
+                if not chosen:
+                    raise UIError("choose a person for at least one face")
+                who = {"person": [p for _, p in chosen], "face_index": [i for i, _ in chosen]}
+            return {"template": upload, **who, "num_images": _int(num, "number of images"), "seed": _int(seed, "seed"),
+                    "steps": _int(steps, "steps"), "size": _int(size, "size"), "base_model": _text(base)}
+
+        slots, status, job = self.start(slots, "inpaint", "inpaint", values, "template")
+        if job is None:
+            return slots, status, gr.update(), gr.update(), gr.update()
+        return slots, status, "", None, job.id
 
     # -- train a style ---------------------------------------------------------------------------------
     def train_style(self, files, name, caption, steps, size, base, slots):
-        slots = dict(slots or {})
+        def values(notes: list[str]) -> dict[str, Any]:
+            return {"folder": self.uploads(files, notes, "the style's images"), "name": (name or "").strip(),
+                    "captions": (caption or "").strip() or None, "steps": _int(steps, "steps"),
+                    "size": _int(size, "size"), "base_model": _text(base)}
+
+        slots, status, job = self.start(slots, "style", "train_style", values, "training the style")
+        return slots, status, job.id if job else gr.update()
+
+    # -- submitting ------------------------------------------------------------------------------------
+    def uploads(self, files: Any, notes: list[str], what: str) -> list[str]:
+        """Upload the form's files; refused ones become notes; none accepted is an error naming ``what``."""
         up = self.desk.upload(_files(files))
-        refused = views.refused_uploads(up.refused)
+        notes += up.refused
         if not up.ids:
-            return slots, refused or views.error_line("upload the style's images first"), gr.update()
+            raise UIError("" if up.refused else f"upload {what} first")  # the refusals already say why
+        return up.ids
+
+    def start(self, slots: dict | None, slot: str, kind: str, values, what: str) -> tuple[dict, str, Job | None]:
+        """Build a job's params from the form and queue it: ``(slots, status HTML, the job or None)``."""
+        slots = dict(slots or {})
+        notes: list[str] = []
         try:
-            job = self.desk.submit("train_style", {"folder": up.ids, "name": (name or "").strip(),
-                                                   "captions": (caption or "").strip() or None, "steps": _int(steps),
-                                                   "size": _int(size), "base_model": (base or "").strip() or None})
+            job = self.desk.submit(kind, values(notes))
         except UIError as e:
-            return slots, refused + views.error_line(str(e)), gr.update()
-        slots["style"] = job.id
-        return slots, refused + views.job_status(job, "training the style"), job.id
+            return slots, views.refused_uploads(notes) + (views.error_line(str(e)) if str(e) else ""), None
+        slots[slot] = job.id
+        return slots, views.refused_uploads(notes) + views.job_status(job, what), job
 
     # -- jobs and people -------------------------------------------------------------------------------
     def open_job(self, job_id: str, slots: dict | None):

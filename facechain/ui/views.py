@@ -112,6 +112,22 @@ def style_cards(styles: Sequence[dict[str, Any]], selected: str | None) -> str:
     return "".join(out)
 
 
+def ranked_cards(images: Sequence[Any], url: Callable[[Path], str]) -> str:
+    """Result images best first, each with its rank, similarity score and seed under it, and a link to its PNG."""
+    out = ['<div class="fc-cards fc-ranked">']
+    for r in images:
+        score = "n/a (no face found)" if r.similarity is None else f"{r.similarity:.3f}"
+        seed = r.params.get("seed")
+        link = url(r.path)
+        out.append(f'<figure class="fc-card fc-result" data-rank="{r.rank}" data-similarity="'
+                   f'{"" if r.similarity is None else r.similarity}"><a href="{escape(link)}" target="_blank">'
+                   f'<img src="{escape(link)}" alt="{escape(r.name)}"></a><figcaption><b>#{r.rank}</b> · similarity '
+                   f'{score}<br>{escape(r.name)}{"" if seed is None else f" · seed {escape(str(seed))}"}<br>'
+                   f'<a href="{escape(link)}" download="{escape(r.name)}">download PNG</a></figcaption></figure>')
+    out.append("</div>")
+    return "".join(out)
+
+
 def when(ts: float | None) -> str:
     return "" if not ts else _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -143,6 +159,7 @@ CSS = """
 .fc-card { width: 160px; margin: 0; padding: 6px; border-radius: 8px; border: 2px solid #ccc; font-size: 0.85em; }
 .fc-card img { width: 144px; height: 144px; object-fit: cover; border-radius: 4px; }
 .fc-accepted { border-color: #4caf50; } .fc-rejected { border-color: #e53935; }
+.fc-result { width: 212px; } .fc-result img { width: 200px; height: 200px; }
 .fc-noimg { width: 144px; height: 144px; background: #eee; }
 .fc-trigger { font-size: 1.05em; margin-bottom: 4px; }
 .fc-styles { max-height: 420px; overflow-y: auto; }
