@@ -8,10 +8,12 @@ checkpoint, and a job whose outputs were already complete is not run again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import ServiceError
 from .kinds import RESERVED, JobKind, Submission, ValidationContext, register_kind
@@ -60,6 +62,19 @@ def prepared_result(folder: Path) -> dict[str, Any]:
 # --- train ---------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _discard_on_cancel(work: Path) -> Iterator[None]:
+    """A cancelled job will not be resumed (a new job with the name starts over): drop its checkpoints."""
+    from ..progress import Cancelled
+
+    try:
+        yield
+    except Cancelled:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+
 def check_train(ctx: ValidationContext, params: dict[str, Any], sub: Submission) -> None:
     from ..identity import MANIFEST
     from ..paths import identities_dir
@@ -82,7 +97,8 @@ def run_train(ctx: "RunContext") -> dict[str, Any]:
     if not (ctx.attempt > 1 and (output / MANIFEST).is_file()):  # else: finished just before the server died
         photos = ctx.inputs(params.pop("photos"), "photos")
         resume = ctx.attempt > 1 and latest_checkpoint(work_dir_for(output)) is not None
-        train(photos, name=name, output=output, resume=resume, progress=False, **params)
+        with _discard_on_cancel(work_dir_for(output)):
+            train(photos, name=name, output=output, resume=resume, progress=False, **params)
     manifest = json.loads((output / MANIFEST).read_text())
     return folder_result(output, recursive=False, identity=name, trigger_word=manifest.get("trigger_word"),
                          resumed_from_step=(manifest.get("training") or {}).get("resumed_from_step"))
@@ -129,7 +145,8 @@ def run_train_style(ctx: "RunContext") -> dict[str, Any]:
         for image, text in zip(images, texts):
             image.with_suffix(".txt").write_text(str(text), encoding="utf-8")
         resume = ctx.attempt > 1 and latest_checkpoint(work_dir_for(output)) is not None
-        train_style(images[0].parent, name=name, output=output, resume=resume, progress=False, **params)
+        with _discard_on_cancel(work_dir_for(output)):
+            train_style(images[0].parent, name=name, output=output, resume=resume, progress=False, **params)
     # the style becomes usable by name (GET /v1/styles, generate style=NAME) like a user style file
     installed = user_styles_dir() / f"{name}.yaml"
     if not installed.exists():

@@ -296,13 +296,15 @@ class LocalExecutor:
         self.maybe_recover(force=True)
         kinds = all_kinds()
         cpu_kinds = {k.name for k in kinds.values() if k.device == "cpu"}
+        cpu_slots = self.settings.cpu_workers if cpu_kinds else 0
+        gpu_kinds = {k.name for k in kinds.values() if k.device == "gpu" or not cpu_slots}
         devices = _device_list(self.settings.workers)
         for i in range(self.settings.workers):
             env = dict(os.environ)
             if devices is not None:
                 env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
-            self.slots.append(Slot(self, f"gpu{i}", set(kinds), env))
-        for i in range(self.settings.cpu_workers if cpu_kinds else 0):
+            self.slots.append(Slot(self, f"gpu{i}", gpu_kinds, env))
+        for i in range(cpu_slots):
             self.slots.append(Slot(self, f"cpu{i}", cpu_kinds, dict(os.environ, CUDA_VISIBLE_DEVICES="")))
         for slot in self.slots:
             slot.start()

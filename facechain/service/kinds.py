@@ -15,6 +15,7 @@ ones in :mod:`facechain.service.builtin_kinds`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import inspect
 import re
@@ -169,7 +170,9 @@ def validate(kind_name: object, params: object, ctx: ValidationContext) -> tuple
     known = kind.annotations()
     unknown = sorted(set(params) - set(known))
     if unknown:
-        raise ServiceError(422, f"unknown param '{unknown[0]}' for kind '{kind.name}' (known: {', '.join(sorted(known))})")
+        close = difflib.get_close_matches(str(unknown[0]), list(known), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"GET /v1/kinds lists the {len(known)} params"
+        raise ServiceError(422, f"unknown param '{unknown[0]}'"[:120] + f" for kind '{kind.name}' ({hint})")
     for name in kind.required:
         if params.get(name) in (None, "", []):
             raise ServiceError(422, f"param '{name}' is required for kind '{kind.name}'")
@@ -225,11 +228,14 @@ def _check_role(ctx: ValidationContext, kind: JobKind, name: str, value: Any, ro
         return [ctx.uploads.require(i, name).id for i in ids]
     if role == "name":
         return check_name(name, value)
-    if role in ("identity", "identities"):
+    if role == "identity":
+        _require_identity(ctx, name, check_name(name, value), sub)
+        return value
+    if role == "identities":
         names = [check_name(name, v) for v in _as_list(name, value)]
         for n in names:
             _require_identity(ctx, name, n, sub)
-        return names if role == "identities" or isinstance(value, list) else names[0]
+        return names
     if role == "style":
         return _require_style(ctx, name, check_name(name, value), sub)
     if role == "model":

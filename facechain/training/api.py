@@ -35,6 +35,7 @@ from ..config import config_to_dict, load_config
 from ..errors import InputError
 from ..identity import LORA_FILE, Identity
 from ..paths import facechain_home, identities_dir
+from ..progress import say
 from .checkpoint import latest_checkpoint
 from .components import BaseModelInfo, load_components, resolve_base_model
 from .config import StyleTrainConfig, TrainConfig
@@ -48,6 +49,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def _say(progress: bool, message: str) -> None:
+    say(message)  # a progress sink (a service job) sees each stage, and can cancel between them
     if progress:
         print(message, file=sys.stderr, flush=True)
 
