@@ -83,8 +83,8 @@ class Steps:
 
 
 def _ready(page) -> None:
-    """The app has loaded and its first load event ran (it fills the style gallery)."""
-    page.locator("#style-cards .fc-style").first.wait_for(state="attached")
+    """The app has loaded and its first load event ran (pickers, styles and remembered jobs are filled in)."""
+    page.locator("#fc-ready [data-ready]").wait_for(state="attached")
 
 
 def _tab(page, name: str) -> None:

@@ -43,7 +43,7 @@ def test_the_gate_asks_a_browser_for_the_token_and_keeps_it_in_a_cookie(tmp_path
         hop = http.get("/ui/?token=s3cret&job=job_1")
         assert hop.status_code == 303 and hop.headers["location"] == "/ui/?job=job_1"  # the token leaves the address
         cookie = hop.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui/" in cookie
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui;" in cookie
         assert "s3cret" not in cookie  # an HMAC of it, never the token itself
         assert http.get("/ui/").status_code == 200  # the cookie opens the UI ...
         assert http.get("/v1/jobs").status_code == 401  # ... and nothing else: the API still wants the bearer

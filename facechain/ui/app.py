@@ -49,6 +49,7 @@ class Widgets:
     slots: Any = None
     seen: Any = None
     last_job: Any = None
+    ready: Any = None
     tabs: Any = None
     # train a person
     tr_files: Any = None
@@ -131,6 +132,7 @@ def build_ui(desk: JobDesk, secret: str, workdir: Path) -> gr.Blocks:
         w.slots = gr.BrowserState({}, storage_key="facechain-ui", secret=secret)
         w.seen = gr.State({})
         w.last_job = gr.Textbox(visible=False, elem_id="fc-last-job")
+        w.ready = gr.HTML(elem_id="fc-ready")  # the first load event ran (tests and scripts wait for it)
         gr.Markdown("# facechain\nPortraits that look like you: train a person, pick a style, or put faces "
                     "into a template. Every action is a job of this server (see *Jobs and people*).")
         with gr.Tabs() as w.tabs:
@@ -311,7 +313,7 @@ class Handlers:
     def bind(self, demo: gr.Blocks, timer: gr.Timer) -> None:
         w = self.w
         watched = self.watched_outputs()
-        demo.load(self.on_load, [w.slots], [w.slots, w.seen, w.tabs, *watched, *self.catalog_outputs()])
+        demo.load(self.on_load, [w.slots], [w.slots, w.seen, w.tabs, w.ready, *watched, *self.catalog_outputs()])
         timer.tick(self.poll, [w.slots, w.seen], [w.seen, *watched])
         w.last_job.change(None, [w.last_job], [w.last_job], js=_URL_JS)
 
@@ -368,7 +370,8 @@ class Handlers:
         seen: dict[str, Any] = {}
         updates = self.render_slots(slots, seen, force=True)
         updates.update(self.catalog())
-        return {self.w.slots: slots, self.w.seen: seen, self.w.tabs: tab, **updates}
+        return {self.w.slots: slots, self.w.seen: seen, self.w.tabs: tab, self.w.ready: '<span data-ready="1"></span>',
+                **updates}
 
     def poll(self, slots: dict | None, seen: dict | None):
         seen = dict(seen or {})

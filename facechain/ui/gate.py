@@ -69,7 +69,7 @@ class UIGate:
                          [(b"www-authenticate", b"Bearer")])
 
     def _cookie_header(self) -> tuple[bytes, bytes]:
-        value = f"{COOKIE}={self.cookie_value}; Path={self.prefix}/; HttpOnly; SameSite=Strict"
+        value = f"{COOKIE}={self.cookie_value}; Path={self.prefix}; HttpOnly; SameSite=Strict"
         return b"set-cookie", value.encode("latin-1")
 
     def _login(self, error: str) -> str:
