@@ -46,7 +46,15 @@ def run(args: argparse.Namespace) -> int:
                                cpu_workers=args.cpu_workers, model_roots=args.model_root, **limits)
     settings.check_binding()
     logging.getLogger("facechain").setLevel(logging.INFO)
+    from ..ui import ui_extensions  # hook: the web UI at /ui (facechain.ui) when gradio is installed
+
+    extensions = ui_extensions()
     print(f"facechain serve: http://{args.host}:{args.port}/v1 (API docs: /docs), jobs in {settings.root}"
           f"{', token required' if settings.token else ''}", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    if extensions:
+        print(f"facechain serve: web UI at http://{args.host}:{args.port}/ui/", file=sys.stderr, flush=True)
+    if getattr(args, "on_ready", None):
+        args.on_ready(settings)
+    uvicorn.run(create_app(settings, extensions=extensions), host=args.host, port=args.port,
+                log_level="info" if args.verbose else "warning")
     return 0

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from fastapi import APIRouter, FastAPI, File, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -130,7 +130,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "internal error (details are in the server log)"}, status_code=500)
 
 
-def create_app(settings: ServiceSettings | None = None, executor: Executor | None = None) -> FastAPI:
+#: Hook for apps mounted beside the API (the web UI, :func:`facechain.ui.mount_ui`): called with the app and
+#: its :class:`Service` before the request guard is added; returns the path prefix it mounted, which then
+#: checks the token and body sizes itself (the guard lets that prefix through).
+AppExtension = Callable[[FastAPI, "Service"], str]
+
+
+def create_app(settings: ServiceSettings | None = None, executor: Executor | None = None,
+               extensions: Sequence[AppExtension] = ()) -> FastAPI:
     """The FastAPI app: API routes, error handlers, the request guard, and the executor's lifetime."""
     settings = settings or ServiceSettings()
     service = Service(settings, executor)
@@ -150,9 +157,10 @@ def create_app(settings: ServiceSettings | None = None, executor: Executor | Non
     app.state.service = service
     _install_error_handlers(app)
     app.include_router(api_router(service))
+    delegated = tuple(extend(app, service) for extend in extensions)  # hook: the web UI mounts here
     upload_body = settings.max_upload_files * settings.max_upload_bytes + 2**20  # + multipart framing
     app.add_middleware(RequestGuard, token=settings.token, max_upload_body=upload_body,
-                       max_json_body=settings.max_json_bytes)
+                       max_json_body=settings.max_json_bytes, delegated=delegated)
     return app
 
 

@@ -44,13 +44,20 @@ async def send_error(send: Send, status: int, message: str, headers: list[tuple[
     await send({"type": "http.response.body", "body": body})
 
 
+def is_under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
 class RequestGuard:
-    def __init__(self, app: Callable, *, token: str | None, max_upload_body: int, max_json_body: int):
+    def __init__(self, app: Callable, *, token: str | None, max_upload_body: int, max_json_body: int,
+                 delegated: tuple[str, ...] = ()):
         self.app, self.token = app, token
         self.max_upload_body, self.max_json_body = max_upload_body, max_json_body
+        # hook (web UI, facechain.ui): path prefixes whose mounted app checks the token and body sizes itself
+        self.delegated = tuple(p.rstrip("/") for p in delegated)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or is_under(scope.get("path", ""), self.delegated):
             await self.app(scope, receive, send)
             return
         if self.token and not token_matches(bearer_token(scope), self.token):
