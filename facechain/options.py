@@ -473,6 +473,40 @@ _DECLARED: list[Option] = [
            group="evaluation"),
     Option("all", ("--all",), "with download: include optional backends too", False, None, action="store_true",
            group="general"),
+    # the job service
+    Option("host", ("--host",), "address to bind (another than loopback needs a token)", "127.0.0.1", metavar="ADDR",
+           group="service"),
+    Option("port", ("--port",), "port to listen on", 7860, int, "N", low=1, high=65535, group="service"),
+    Option("token", ("--token",), "require 'Authorization: Bearer TOKEN' (default: $FACECHAIN_API_TOKEN)",
+           metavar="TOKEN", group="service"),
+    Option("workers", ("--workers",), "worker processes for GPU jobs, one job each at a time (one per GPU)", 1, int,
+           "N", low=1, group="service"),
+    Option("cpu_workers", ("--cpu-workers",), "worker processes for CPU-only jobs (prepare) beside them", 1, int, "N",
+           low=0, group="service"),
+    Option("model_root", ("--model-root",), "a local folder jobs may take models from (besides the model cache); "
+           "repeatable", metavar="DIR", group="service"),
+    Option("max_upload_bytes", ("--max-upload-bytes",), "largest file accepted (default 25 MiB)", type=int,
+           metavar="N", low=1, group="service"),
+    Option("max_upload_pixels", ("--max-upload-pixels",), "largest image accepted, in pixels (default 64,000,000)",
+           type=int, metavar="N", low=1, group="service"),
+    Option("max_upload_files", ("--max-upload-files",), "most files in one upload request (default 64)", type=int,
+           metavar="N", low=1, group="service"),
+    # virtual try-on
+    Option("garment_mask", ("--garment-mask",), "black/white image of the photo's size, white = garment to keep "
+           "(default: found offline: person - head - skin - hands)", metavar="MASK", group="garment"),
+    Option("garment_segmenter", ("--garment-segmenter",), "how to find the garment without --garment-mask "
+           "(default offline; m2fp: the paper's parser, ModelScope)", metavar="NAME", choices=("offline", "m2fp"),
+           group="garment"),
+    Option("face_stage", ("--no-face-stage",), "skip the face stage (two-stage template inpainting on the redrawn "
+           "face)", None, None, action="store_const", const=False, group="garment"),
+    Option("inpaint_model", ("--inpaint-model",), "an SD inpainting model (9-channel UNet) for the redraw (registry: "
+           "sd15-inpainting; default: the base model)", metavar="REF", group="models"),
+    Option("depth_controlnet", ("--depth-controlnet",), "depth ControlNet (registry: depth-controlnet)", metavar="REF",
+           group="models"),
+    Option("depth_estimator", ("--depth-estimator",), "depth estimator (registry: depth-estimator)", metavar="REF",
+           group="models"),
+    Option("depth", ("--depth",), "depth on the hands: --depth requires it (downloads its models), --no-depth turns "
+           "it off (default: only when already present)", None, None, action="bool", group="models"),
     # export
     Option("format", ("--format",), "key layout of the exported LoRA: kohya (A1111, Forge, ComfyUI) or diffusers",
            "kohya", metavar="NAME", choices=("kohya", "diffusers"), group="output"),
@@ -494,7 +528,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in _DECLARED}
 assert len(OPTIONS) == len(_DECLARED), "an option is declared twice"
 
 #: Options a verb may take several times (``--person a --person b``); Python takes a list.
-REPEATABLE = frozenset({"person", "photo", "face_index"})
+REPEATABLE = frozenset({"person", "photo", "face_index", "model_root"})
 
 #: Options that only shape the CLI's own output or environment (no Python keyword).
 CLI_ONLY = frozenset({"verbose", "offline", "json"})

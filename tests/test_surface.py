@@ -40,6 +40,8 @@ VERB_FUNCTIONS = {
     "models": lambda: facechain.models,
     "talk": lambda: facechain.talk,
     "export": lambda: facechain.export,
+    "serve": lambda: facechain.serve,
+    "tryon": lambda: facechain.tryon,
 }
 #: the old spellings of one concept: none may be a live option (flag or keyword) anywhere
 SYNONYMS = {
@@ -268,7 +270,7 @@ def test_validate_normalises_sizes_and_passes_unknown_keywords_through():
 
 def test_dir_of_facechain_is_exactly_the_api():
     expected = {"prepare", "train", "train_style", "generate", "inpaint", "faces", "evaluate", "styles", "models",
-                "train_adapter", "export", "talk", "Portraits", "Portrait", "Identity", "PrepareResult", "PortraitPipeline",
+                "train_adapter", "export", "talk", "tryon", "serve", "Client", "Portraits", "Portrait", "Identity", "PrepareResult", "PortraitPipeline",
                 "TemplatePipeline"}
     assert set(facechain.__all__) == expected
     assert set(dir(facechain)) == expected | {"__version__"}

@@ -39,7 +39,6 @@ VERB_MODULES = [
     "cmd_talk",
     "cmd_export",
     "cmd_serve",
-    "cmd_ui",
 ]
 
 

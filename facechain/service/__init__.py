@@ -12,15 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, *, token: str | None = None, workers: int = 1,
-          **settings: Any) -> None:
-    """Run the service in this process until interrupted (what ``facechain serve`` does)."""
+def serve(host: str = "127.0.0.1", port: int = 7860, *, token: str | None = None, workers: int = 1, cpu_workers: int = 1,
+          model_root: list[str] | None = None, max_upload_bytes: int | None = None, max_upload_pixels: int | None = None,
+          max_upload_files: int | None = None, **settings: Any) -> None:
+    """Run the service in this process until interrupted (what ``facechain serve`` does, without the web UI)."""
     import uvicorn
 
     from .app import create_app
     from .settings import ServiceSettings
 
-    config = ServiceSettings(host=host, port=port, token=token, workers=workers, **settings)
+    limits = {k: v for k, v in dict(max_upload_bytes=max_upload_bytes, max_upload_pixels=max_upload_pixels,
+                                    max_upload_files=max_upload_files).items() if v is not None}
+    config = ServiceSettings(host=host, port=port, token=token, workers=workers, cpu_workers=cpu_workers,
+                             model_roots=list(model_root or []), **limits, **settings)
     config.check_binding()
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
