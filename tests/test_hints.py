@@ -104,13 +104,16 @@ def test_raw_reference_hints_quote_what_needs_quoting():
 
 # --- every shipped style, through `facechain generate` ------------------------------------------
 
+#: A valid .safetensors file holding no tensors (LoRA files are header-checked before any model loads).
+EMPTY_SAFETENSORS = b"\x02\x00\x00\x00\x00\x00\x00\x00{}"
+
 @pytest.fixture
 def identity(tmp_path) -> Path:
     folder = tmp_path / "me"
     folder.mkdir()
     (folder / "facechain.json").write_text(json.dumps({"name": "me", "base_model": MODELS["base-sd15-portrait"].reference,
                                                         "trigger_word": "a handsome man"}))
-    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(EMPTY_SAFETENSORS)
     return folder
 
 
@@ -122,7 +125,7 @@ def mark_complete(spec_or_ref: ModelSpec | str) -> None:
     folder = store.local_dir(ref)
     folder.mkdir(parents=True, exist_ok=True)
     if ref.subfolder and ref.subfolder.endswith(".safetensors"):
-        (folder / ref.subfolder).write_bytes(b"")  # the style LoRA file itself
+        (folder / ref.subfolder).write_bytes(EMPTY_SAFETENSORS)  # the style LoRA file itself
     store._mark_complete(folder, ref, tuple(patterns), detected=None)
 
 

@@ -40,7 +40,6 @@ def read_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             from safetensors import safe_open
 
             check_safetensors(path)  # a truncated download: one line saying so
-
             with safe_open(str(path), framework="pt") as f:
                 return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         import torch
@@ -51,9 +50,8 @@ def read_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
     except Exception as e:  # not a checkpoint, truncated, a pickle with code in it...
         known = translate(e, path)  # our reason (never torch's "retry with weights_only=False")
-        if isinstance(known, InputError):
-            raise known from None
-        raise InputError(path, f"cannot read checkpoint ({_first_line(e)})") from None
+        reason = known.reason if isinstance(known, InputError) else _first_line(e)
+        raise InputError(path, f"cannot read checkpoint ({reason})") from None
 
 
 def pipeline_family(path: Path, shapes: dict[str, tuple[int, ...]] | None = None) -> str:
