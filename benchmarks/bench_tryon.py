@@ -101,7 +101,8 @@ def main() -> None:
         print(f"\nvirtual try-on, full-size SD 1.5 architecture (random weights), fp32 CPU, torch threads "
               f"{torch.get_num_threads()}; model photo {PHOTO.name} {out.inputs.photo.shape[1]}x{out.inputs.photo.shape[0]}; "
               f"redraw {out.work_size[0]}x{out.work_size[1]}, face crop {cfg.face_resolution} px, {args.steps} steps, 1 image")
-        print(f"build (models from config, not timed below): {build:.1f} s")
+        print(f"build (models from config, not timed below): {build:.1f} s; load average {os.getloadavg()[0]:.1f} "
+              f"on {os.cpu_count()} CPUs (a shared machine stretches every figure)")
         print(f"{'stage':<48}" + "".join(f"{label:>16}" for label, _, _ in results))
         for key, name in ROWS:
             print(f"{name:<48}" + "".join(f"{o.timings.get(key, 0.0):>15.2f}s" for _, _, o in results))
