@@ -53,7 +53,7 @@ def test_garment_pixels_kept_exactly_everything_else_redrawn_and_the_face_stage_
     before = [{k: v.clone() for k, v in u.state_dict().items()} for u in unets]
 
     result = tryon(kit.photo, kit.person.path, output=tmp_path / "out", pipeline=pipe, quiet=True)
-    outcome = result.outcome
+    outcome = result.details
     photo = load_image(kit.photo)
     garment, keep = outcome.inputs.garment.mask, outcome.keep
     assert len(result) == 2 and outcome.work_size == (48, 64)  # aspect ratio kept, multiples of 8
@@ -84,8 +84,9 @@ def test_cli_end_to_end_with_metadata_intermediates_and_a_fresh_output(kit, tmp_
                                 "--prompt", "on a beach", "--seed", "5", "--save-intermediates", *_flags(kit))
     assert code == 0, err
     assert "similarity" in stdout and "of the face box" in stdout and "skipped: depth" in stdout
-    run = json.loads((out / "tryon.json").read_text())
-    assert run["verb"] == "tryon" and run["person"] == "obama" and run["images"][0]["seed"] == 5
+    summary = json.loads((out / "portraits.json").read_text())
+    run = summary["settings"]
+    assert run["verb"] == "tryon" and run["person"] == "obama" and summary["portraits"][0]["seed"] == 5
     assert run["steps"]["depth"].startswith("skipped: depth-estimator and depth-controlnet not downloaded")
     assert run["steps"]["face_stage"] == "ran" and run["steps"]["hands"].startswith("ran")
     assert run["garment"]["method"] == "offline" and run["garment"]["share_of_face_box"] < 0.02
@@ -95,7 +96,7 @@ def test_cli_end_to_end_with_metadata_intermediates_and_a_fresh_output(kit, tmp_
         assert im.size == Image.open(kit.photo).size
     assert "Denoising strength: 1.0" in text["parameters"] and "Seed: 5" in text["parameters"]
     assert json.loads(text["facechain"])["person"] == "obama"
-    steps = {p.name for p in (out / "steps").iterdir()}
+    steps = {p.name for p in (out / "intermediates").iterdir()}
     assert {"garment_preview.png", "garment_mask.png", "kept_pixels.png", "control_openpose.png",
             "control_canny.png", "image0_seed5_redraw.png", "image0_seed5_composed.png"} <= steps
     assert not list(tmp_path.glob(".out.partial-*"))
@@ -108,8 +109,8 @@ def test_cli_end_to_end_with_metadata_intermediates_and_a_fresh_output(kit, tmp_
     code, _, err = run_cli("tryon", kit.photo, "--person", kit.person.path, "-o", out, "-n", "1", "--overwrite",
                            "--no-face-stage", *_flags(kit))
     assert code == 0, err
-    run = json.loads((out / "tryon.json").read_text())
-    assert run["steps"]["face_stage"] == "skipped: turned off" and not (out / "steps").exists()
+    run = json.loads((out / "portraits.json").read_text())["settings"]
+    assert run["steps"]["face_stage"] == "skipped: turned off" and not (out / "intermediates").exists()
 
 
 def test_a_given_garment_mask_is_what_is_kept(kit, tmp_path):
@@ -121,9 +122,9 @@ def test_a_given_garment_mask_is_what_is_kept(kit, tmp_path):
                    num_images=1, face_stage=False, quiet=True, base_model=str(kit.models["base_model"]),
                    openpose_controlnet=str(kit.models["openpose_controlnet"]),
                    canny_controlnet=str(kit.models["canny_controlnet"]), **TINY)
-    keep = result.outcome.keep
-    assert result.garment["method"] == "given" and keep[300:380, 100:260].all() and not keep[:240].any()
-    saved = load_image(result.images[0])
+    keep = result.details.keep
+    assert result.settings["garment"]["method"] == "given" and keep[300:380, 100:260].all() and not keep[:240].any()
+    saved = load_image(result[0].path)
     assert np.array_equal(saved[keep], photo[keep]) and (saved[:200] != photo[:200]).any(axis=2).mean() > 0.9
 
 
@@ -158,7 +159,7 @@ def test_python_api_is_exported_and_the_verb_is_listed():
     code, out, _ = run_cli("tryon", "--help")
     assert code == 0 and "--garment-mask" in out and "--depth" in out
     code, out, _ = run_cli("models")
-    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
     for name in ("hands", "selfie-segmentation", "depth-controlnet", "depth-estimator", "m2fp-parsing",
                  "openpose-controlnet", "canny-controlnet", "body-pose"):
         assert "tryon" in rows[name], name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .. import options
 
@@ -35,21 +36,27 @@ _OPTIONS = ("garment_mask", "garment_segmenter", "prompt", "negative_prompt", "s
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..apps.tryon.api import tryon
+    import json
 
-    result = tryon(args.model_photo, args.person, **{k: getattr(args, k) for k in _OPTIONS})
+    from ..apps.tryon.api import tryon
+    from ..results import default_output_dir
+
+    values = {k: getattr(args, k) for k in _OPTIONS}
+    if values["output"] is None:
+        values["output"] = str(default_output_dir(f"tryon-{Path(args.model_photo).stem}"))
+    result = tryon(args.model_photo, args.person, **values)
     if args.json:
-        print(result.summary_path.read_text(encoding="utf-8"))
+        print(json.dumps(result.to_json(), indent=2))
         return 0
     for p in result:
         sim = "n/a" if p.similarity is None else f"{p.similarity:.3f}"
         print(f"{p.path}  similarity {sim}  seed {p.seed}")
-    g = result.garment
+    g = result.settings["garment"]
     face = "n/a" if g["share_of_face_box"] is None else f"{g['share_of_face_box']:.1%}"
     person = "n/a" if g["share_of_person"] is None else f"{g['share_of_person']:.1%}"
     print(f"garment ({g['method']}): {g['share_of_image']:.1%} of the photo, {person} of the person, {face} of the face box")
-    skipped = [f"{k} ({v.removeprefix('skipped: ')})" for k, v in result.steps.items() if v.startswith("skipped")]
+    skipped = [f"{k} ({v.removeprefix('skipped: ')})" for k, v in result.settings["steps"].items() if v.startswith("skipped")]
     if skipped:
         print("skipped: " + "; ".join(skipped))
-    print(f"summary: {result.summary_path}")
+    print(f"saved {len(result)} portrait(s) to {result.output_dir}")
     return 0

@@ -12,8 +12,6 @@ from typing import Any
 
 _API = {
     "tryon": ".api",
-    "TryOnResult": ".api",
-    "TryOnPortrait": ".api",
     "TryOnConfig": ".config",
     "TryOnPipeline": ".pipeline",
     "TryOnOutcome": ".pipeline",

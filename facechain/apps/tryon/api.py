@@ -2,84 +2,37 @@
 
     >>> import facechain
     >>> result = facechain.tryon("model.jpg", "alice", prompt="on a beach", num_images=2, seed=1)
-    >>> result.best.similarity, result.output
+    >>> result.best.similarity, result.output_dir        # Portraits, like generate and inpaint
 
 ``facechain tryon MODEL_PHOTO --person NAME [--garment-mask MASK.png] [--prompt "on a beach"]`` is
 :func:`tryon`. Every user mistake (no face to put the identity in, no person, a garment mask of
 another size, one that covers almost nothing or almost everything, an existing output folder) is
 found before any diffusion model is loaded and raised as a one-line
-:class:`~facechain.errors.FacechainError`. Outputs go atomically into a fresh folder: ``0001.png``
-... (best first, parameters embedded), ``tryon.json``, and with ``save_intermediates`` ``steps/``.
+:class:`~facechain.errors.FacechainError`. The result is the shared :class:`~facechain.results.Portraits`, saved in
+its layout, atomically into a fresh folder: ``0001.png`` ... (best first, parameters embedded),
+``portraits.json`` (settings: garment shares, hands, steps run or skipped, timings), ``contact_sheet.jpg``,
+and with ``save_intermediates`` ``intermediates/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ... import __version__, progress
-from ...atomic import atomic_directory, check_destination
 from ...config import config_to_dict, load_config
 from ...errors import FacechainError
 from ...identity import Identity, resolve_identity
-from ...image_io import load_image, save_png
+from ...image_io import load_image
+from ...results import Portrait, Portraits, check_output_folder
 from .config import TryOnConfig
 
 log = logging.getLogger(__name__)
-
-SUMMARY = "tryon.json"
-
-
-@dataclass
-class TryOnPortrait:
-    """One saved try-on image."""
-
-    path: Path
-    seed: int
-    similarity: float | None
-    face_source: str  # the face stage ran on the "redrawn" face or the "model-photo"'s landmarks ("" = off)
-
-    @property
-    def image(self):
-        from PIL import Image
-
-        return Image.open(self.path)
-
-
-@dataclass
-class TryOnResult:
-    """What :func:`tryon` wrote (best first) and how the run went."""
-
-    output: Path
-    portraits: list[TryOnPortrait]
-    summary_path: Path
-    steps: dict[str, str]  # step -> "ran ..." / "skipped: ..."
-    garment: dict[str, Any]  # method and the mask's shares of the photo, the person and the face box
-    timings: dict[str, float]
-    warnings: list[str] = field(default_factory=list)
-    outcome: Any = None  # the pipeline's TryOnOutcome (arrays of every stage), for Python users
-
-    def __len__(self) -> int:
-        return len(self.portraits)
-
-    def __iter__(self):
-        return iter(self.portraits)
-
-    @property
-    def images(self) -> list[Path]:
-        return [p.path for p in self.portraits]
-
-    @property
-    def best(self) -> TryOnPortrait | None:
-        return self.portraits[0] if self.portraits else None
-
 
 def tryon(
     model_photo: str | Path,
@@ -112,7 +65,7 @@ def tryon(
     save_intermediates: bool = False,
     pipeline=None,
     analyzer=None,
-) -> TryOnResult:
+) -> Portraits:
     """Dress ``person`` (identity name or folder; default: the newest) in the garment of ``model_photo``.
 
     ``garment_mask``: a black/white image of the photo's size (white = garment to keep); default: found
@@ -122,6 +75,11 @@ def tryon(
     side (N) of the image Stable Diffusion redraws, or WxH to fit in; outputs keep the photo's size.
     ``pipeline``: a ready :class:`~.pipeline.TryOnPipeline` (its models are used, the options here win).
     """
+    # keyword > config file > default: a keyword left at its default does not hide the config's value
+    num_images = None if num_images == 4 else num_images
+    device = None if device == "auto" else device
+    dtype = None if dtype == "auto" else dtype
+    save_intermediates = save_intermediates or None
     overrides = dict(num_images=num_images, seed=seed, steps=steps, guidance_scale=guidance_scale, prompt=prompt,
                      negative_prompt=negative_prompt, style=style, base_model=base_model, inpaint_model=inpaint_model,
                      openpose_controlnet=openpose_controlnet, canny_controlnet=canny_controlnet,
@@ -136,8 +94,7 @@ def tryon(
     with progress.reporting(quiet=quiet):
         # 1. everything a user can get wrong, before any diffusion model is loaded
         identity = resolve_identity(person)
-        out_dir = Path(output) if output is not None else _default_output(photo_path)
-        check_destination(out_dir, overwrite)
+        out_dir = None if output is None else check_output_folder(output, overwrite)  # None: not saved (as generate)
         photo = load_image(photo_path)
         from .garment import garment_from_file, get_garment_segmenter
         from .inputs import TryOnPerception
@@ -158,11 +115,12 @@ def tryon(
             pipeline = _build_pipeline(cfg, identity, perception)
         outcome = pipeline(inputs, identity)
 
-        # 3. outputs with metadata, atomically into a fresh folder
+        # 3. the shared result type, saved in the shared layout (atomically, into a fresh folder)
         run = _run_record(photo_path, garment_mask, identity, cfg, outcome)
-        portraits = _save(out_dir, outcome, run, cfg.save_intermediates, overwrite)
-    return TryOnResult(out_dir, portraits, out_dir / SUMMARY, dict(outcome.steps), run["garment"],
-                       dict(outcome.timings), list(outcome.warnings), outcome)
+        result = _to_portraits(outcome, run, cfg.save_intermediates)
+        if out_dir is not None:
+            result.save(out_dir, overwrite=overwrite)
+    return result
 
 
 # --- steps of tryon() --------------------------------------------------------------------------
@@ -178,12 +136,6 @@ def _long_side(size: int | str) -> int:
     if len(parts) not in (1, 2) or min(parts) <= 0:
         raise FacechainError(f"--size {size}: give N or WxH, e.g. 768 or 512x768")
     return min(parts) if len(parts) == 2 else parts[0]
-
-
-def _default_output(photo: Path) -> Path:
-    from ...generation.api import default_output_dir
-
-    return default_output_dir(f"tryon-{photo.stem}")
 
 
 def _build_pipeline(cfg: TryOnConfig, identity: Identity, perception):
@@ -251,38 +203,26 @@ def _run_record(photo: Path, garment_mask, identity: Identity, cfg: TryOnConfig,
     }
 
 
-def _save(out_dir: Path, outcome, run: dict[str, Any], intermediates: bool, overwrite: bool) -> list[TryOnPortrait]:
-    portraits, records = [], []
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        for rank, im in enumerate(outcome.images, 1):
-            name = f"{rank:04d}.png"
-            record = {"file": name, "rank": rank, "seed": im.seed, "face_source": im.face_source,
-                      "similarity": None if im.similarity is None else round(im.similarity, 4)}
-            text = {"parameters": _parameters(run, im.seed), "facechain": json.dumps({**record, **_short(run)}),
-                    "seed": str(im.seed), "model_photo": run["model_photo"], "person": run["person"],
-                    "similarity": "" if im.similarity is None else f"{im.similarity:.4f}"}
-            save_png(tmp / name, im.image, text=text)
-            records.append(record)
-            portraits.append(TryOnPortrait(out_dir / name, im.seed, im.similarity, im.face_source))
-        if intermediates:
-            (tmp / "steps").mkdir()
-            for stem, image in outcome.intermediates().items():
-                save_png(tmp / "steps" / f"{stem}.png", np.ascontiguousarray(image))
-            run["intermediates"] = "steps"
-        run["images"] = records
-        (tmp / SUMMARY).write_text(json.dumps(run, indent=2))
-    return portraits
+def _to_portraits(outcome, run: dict[str, Any], intermediates: bool) -> Portraits:
+    """Best first, each with its seed, similarity and the run's parameters (the A1111 line included)."""
+    from PIL import Image
+
+    cfg = run["config"]
+    w, h = run["work_size"]
+    portraits = []
+    for im in outcome.images:
+        sim = None if im.similarity is None else round(im.similarity, 4)
+        meta = {**_short(run), "seed": im.seed, "similarity": sim, "face_source": im.face_source,
+                "steps": cfg["steps"], "guidance_scale": cfg["guidance_scale"], "strength": cfg["strength"],
+                "size": f"{w}x{h}", "template": run["model_photo"], "run_steps": run["steps"]}
+        portraits.append(Portrait(Image.fromarray(np.ascontiguousarray(im.image)), sim, im.seed, True, None,
+                                  [{"similarity": sim, "source": im.face_source}], meta))
+    result = Portraits(portraits, run, list(outcome.warnings), dict(run["timings_s"]), details=outcome)
+    if intermediates:
+        result.intermediates = {stem: np.ascontiguousarray(image) for stem, image in outcome.intermediates().items()}
+    return result
 
 
 def _short(run: dict[str, Any]) -> dict[str, Any]:
-    keys = ("verb", "model_photo", "person", "base_model", "prompt", "negative_prompt", "work_size", "steps", "config")
+    keys = ("verb", "model_photo", "person", "base_model", "prompt", "negative_prompt", "work_size", "config")
     return {k: run[k] for k in keys}
-
-
-def _parameters(run: dict[str, Any], seed: int) -> str:
-    """The one-line parameter format many image tools read (as ``generate`` and ``inpaint`` write it)."""
-    cfg = run["config"]
-    w, h = run["work_size"]
-    return (f"{run['prompt']}\nNegative prompt: {run['negative_prompt']}\nSteps: {cfg['steps']}, "
-            f"CFG scale: {cfg['guidance_scale']}, Seed: {seed}, Size: {w}x{h}, Denoising strength: {cfg['strength']}, "
-            f"Model: {run['base_model']}, Model photo: {run['model_photo']}")

@@ -26,7 +26,7 @@ class TryOnConfig:
     dtype: str = "auto"
 
     # --- sampling -----------------------------------------------------------------------------
-    num_images: int = 2  # try-on images, ranked by likeness
+    num_images: int = 4  # try-on images, ranked by likeness (the shared default)
     seed: int = 0  # image k uses seed + k
     size: int = 768  # long side of the image Stable Diffusion redraws (aspect ratio kept)
     steps: int = 30

@@ -324,8 +324,7 @@ class TryOnPipeline:
         if face is None:
             face, source = inputs.face, "model-photo"  # the pose control put the head where it was
         stage = self.face_stage.with_config(face_stage_config(self.config, seed))
-        outcome = stage(composed, [dataclasses.replace(job, face=TemplateFace(0, face))], num_images=1, seed=seed,
-                        progress=False)
+        outcome = stage(composed, [dataclasses.replace(job, face=TemplateFace(0, face))], num_images=1, seed=seed)
         self.warnings.extend(outcome.warnings)
         for k, v in outcome.timings.items():
             self.timings[f"face_stage.{k}"] = self.timings.get(f"face_stage.{k}", 0.0) + v
@@ -349,7 +348,7 @@ class TryOnPipeline:
     @property
     def ranker(self):
         if self._ranker is None:
-            from ...inpainting.components import SimilarityRanker
+            from ...postprocess.ranking import SimilarityRanker
 
             self._ranker = SimilarityRanker(self.perception._analyzer())
         return self._ranker
@@ -388,9 +387,9 @@ def compose(photo: np.ndarray, redrawn: np.ndarray, keep: np.ndarray, garment: n
 def face_stage_config(cfg: TryOnConfig, seed: int) -> InpaintConfig:
     """The section 2.5 settings of the face stage, from the try-on's."""
     return InpaintConfig(
-        num_images=1, seed=seed, resolution=cfg.face_resolution, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+        num_images=1, seed=seed, size=cfg.face_resolution, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
         strength=cfg.face_strength, face_weight=cfg.face_weight, style=cfg.style, prompt=cfg.prompt,
-        negative_prompt=cfg.negative_prompt, fuse_faces=cfg.fuse_faces, min_face_size=cfg.min_face_size,
+        negative_prompt=cfg.negative_prompt, fusion="landmark" if cfg.fuse_faces else "none", min_face_size=cfg.min_face_size,
         openpose_controlnet=cfg.openpose_controlnet, canny_controlnet=cfg.canny_controlnet, device=cfg.device,
         dtype=cfg.dtype, base_model=cfg.base_model,
     )
