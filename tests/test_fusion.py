@@ -81,7 +81,7 @@ def test_portrait_generator_fuses_then_ranks_real_faces(photos):
     """The generator's post-processing stages on real photos (tiny models draw no faces)."""
     from facechain.generation.portrait import PortraitGenerator, StageTimes
 
-    gen = PortraitGenerator(pipe=None, template_face=photos["obama"], fuser="landmark", progress=False)
+    gen = PortraitGenerator(pipe=None, template_face=photos["obama"], fuser="landmark")
     assert gen.template_embedding is not None and not gen.warnings
     noise = np.random.default_rng(1).integers(0, 256, (128, 128, 3), dtype=np.uint8)
     outputs = [noise, photos["biden"], photos["obama_ref"]]

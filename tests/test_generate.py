@@ -21,7 +21,7 @@ from facechain.generation.pipeline_cache import LoraSet, PipelineCache, Pipeline
 from facechain.identity import Identity
 from tests.cli_helpers import run_cli
 
-TINY = ["--size", "64", "--steps", "2", "--style-prompt", "{trigger}, studio portrait"]
+TINY = ["--size", "64", "--steps", "2", "--prompt", "{trigger}, studio portrait"]
 
 
 

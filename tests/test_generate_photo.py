@@ -11,7 +11,7 @@ import pytest
 from facechain.fact.testing import tiny_fact_model
 from tests.cli_helpers import run_cli
 
-TINY = ["--size", "64", "--steps", "2", "--style-prompt", "{trigger}, studio portrait", "--seed", "3", "-n", "1"]
+TINY = ["--size", "64", "--steps", "2", "--prompt", "{trigger}, studio portrait", "--seed", "3", "-n", "1"]
 
 
 

@@ -157,7 +157,8 @@ def test_bad_requests_get_their_4xx_and_one_line_and_the_server_keeps_serving(se
     allowed_elsewhere = {str(plain), str(server.log)}
     stray = sorted(p for p in created if not p.startswith(home_service + os.sep) and p not in allowed_elsewhere)
     assert stray == [], stray  # nothing outside the service's folder (no identity either: dora was cancelled)
-    assert not any("evil" in p for p in _snapshot(tmp_path.parent))
+    assert not any("evil" in p for p in _snapshot(tmp_path))  # no '../' name escaped, here or one level up
+    assert not any(q.name.startswith("evil") for q in tmp_path.parent.iterdir())
 
 
 def test_idempotent_resubmission_and_cancel_of_a_queued_and_a_running_job(server, http, faces_dir, tiny_sd_dir):

@@ -79,7 +79,10 @@ def _check(cfg: GenerateConfig) -> None:
     if cfg.guidance_scale is not None and cfg.guidance_scale < 0:
         raise ConfigError(f"guidance_scale must not be negative, got {cfg.guidance_scale}")
     if cfg.photo and (cfg.person or cfg.face_lora):
-        raise ConfigError("photo (train-free FACT) replaces person/face_lora; give one or the other")
+        from ..options import spell
+
+        raise ConfigError(f"{spell('photo')} (train-free FACT) replaces {spell('person')}/{spell('face_lora')}; "
+                          "give one or the other")
     if cfg.adapter_scale is not None and not 0.0 <= cfg.adapter_scale <= 2.0:
         raise ConfigError(f"adapter_scale must be between 0 and 2, got {cfg.adapter_scale}")
     if cfg.seed is not None and not 0 <= cfg.seed < 2**63 - cfg.num_images:
