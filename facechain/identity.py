@@ -45,6 +45,7 @@ class Identity:
     dataset: dict[str, Any] = field(default_factory=dict)  # path + report summary
     base_model_revision: str | None = None
     base_model_sha256: str | None = None  # sha256 of the base UNet weights the LoRA was trained on
+    family: str | None = None  # "sd15" | "sdxl" (facechain.diffusion.family); None: made before it was recorded
     created: str | None = None
     format_version: int = FORMAT_VERSION
 

@@ -134,7 +134,7 @@ def test_v_prediction_base_trains_on_velocity(tiny_sd_dir, prepared):
     with torch.no_grad():
         loss = trainer._loss(latents, noise, t, batch)
         noisy = trainer.noise_scheduler.add_noise(latents, noise, t)
-        pred = trainer.unet(noisy, t, batch.encoder_hidden_states).sample
+        pred = trainer.unet(noisy, t, batch.text.hidden).sample
         velocity = trainer.noise_scheduler.get_velocity(latents, noise, t)
     assert torch.isclose(loss, torch.nn.functional.mse_loss(pred, velocity), rtol=1e-5)
     assert not torch.isclose(loss, torch.nn.functional.mse_loss(pred, noise), rtol=1e-3)
@@ -208,10 +208,10 @@ def test_exported_lora_reproduces_trained_model_in_plain_diffusers(tiny_sd_dir, 
         pipe.load_lora_weights(str(tmp_path / "lora"))
         after = pipe.unet(x, t, ehs).sample
         trainer.unet.eval()
-        trainer.text_encoder.eval()
+        trainer.text_encoders[0].eval()
         assert float((after - before).abs().max()) > 1e-3
         assert torch.allclose(after, trainer.unet(x, t, ehs).sample, atol=1e-5)
-        assert torch.allclose(pipe.text_encoder(ids)[0], trainer.text_encoder(ids)[0], atol=1e-5)
+        assert torch.allclose(pipe.text_encoder(ids)[0], trainer.text_encoders[0](ids)[0], atol=1e-5)
 
 
 # --- failures through the CLI -------------------------------------------------------------------

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 # CLI flag -> TrainConfig field; every one defaults to None ("not given": config file / default wins)
-TRAIN_OPTIONS = ["base_model", "steps", "epochs", "resolution", "batch_size", "learning_rate", "lr_scheduler",
+TRAIN_OPTIONS = ["base_model", "vae", "steps", "epochs", "resolution", "batch_size", "learning_rate", "lr_scheduler",
                  "rank", "alpha", "train_text_encoder", "seed", "mixed_precision", "gradient_checkpointing",
                  "cache_latents", "flip", "optimizer", "checkpoint_every", "device"]
 
@@ -15,11 +15,14 @@ TRAIN_OPTIONS = ["base_model", "steps", "epochs", "resolution", "batch_size", "l
 def add_training_options(p: argparse.ArgumentParser, preset: str) -> None:
     """Flags shared by ``train`` and ``train-style``; each maps to a config field of the ``preset`` section."""
     g = p.add_argument_group("training options", f"override the '{preset}' config section (defaults: configs/{preset}.yaml)")
-    g.add_argument("--base-model", metavar="REF", help="diffusers folder, single .safetensors file, HF id or "
-                   "ms:owner/name@rev#subfolder (default: base-sd15-portrait, the paper's SD 1.5 portrait model)")
+    g.add_argument("--base-model", metavar="REF", help="SD 1.5 or SDXL model: diffusers folder, single .safetensors file, "
+                   "HF id, ms:owner/name@rev#subfolder or a 'facechain models' name such as base-sdxl "
+                   "(default: base-sd15-portrait, the paper's SD 1.5 portrait model)")
+    g.add_argument("--vae", metavar="REF", help="replace the base model's VAE (folder, file, hub id or a 'facechain models' "
+                   "name, e.g. sdxl-vae-fp16-fix for fp16 training on SDXL)")
     g.add_argument("--steps", type=int, help="training steps (face default: min(200 x photos, 800))")
     g.add_argument("--epochs", type=int, help="train for this many passes over the images instead of --steps")
-    g.add_argument("--resolution", type=int, help="training resolution in px (default 512)")
+    g.add_argument("--resolution", type=int, help="training resolution in px (default: 512 on SD 1.5, 1024 on SDXL bases)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float)
     g.add_argument("--lr-scheduler", choices=["constant", "constant_with_warmup", "linear", "cosine",
@@ -27,7 +30,7 @@ def add_training_options(p: argparse.ArgumentParser, preset: str) -> None:
     g.add_argument("--rank", type=int, help="LoRA rank on the UNet attention projections")
     g.add_argument("--alpha", type=float, help="LoRA alpha (scale = alpha / rank)")
     g.add_argument("--train-text-encoder", action=argparse.BooleanOptionalAction, default=None,
-                   help="also train a LoRA on the CLIP text encoder")
+                   help="also train a LoRA on the CLIP text encoder(s)")
     g.add_argument("--seed", type=int, help="random seed (same seed -> same LoRA on CPU)")
     g.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"])
     g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,

@@ -65,16 +65,20 @@ def load_sd_pipeline(
     name: str = "base model",
     **kwargs: Any,
 ):
-    """Build ``pipeline_cls`` (default ``StableDiffusionPipeline``) from a base-model reference.
+    """Build ``pipeline_cls`` (default: text-to-image) from a base-model reference.
 
-    The safety checker is not loaded (it is a separate download and blanks portraits).
+    The class follows the base model's family (:mod:`.family`): ``StableDiffusionControlNetPipeline``
+    asked for an SDXL base becomes ``StableDiffusionXLControlNetPipeline``, and so on. The safety
+    checker is not loaded (it is a separate download and blanks portraits; SDXL has none).
     """
     quiet_ml_logs()
-    from diffusers import StableDiffusionPipeline
+    from .family import base_model_family
 
-    cls = pipeline_cls or StableDiffusionPipeline
     path = resolve_model_path(reference, name, store)
-    common = dict(_dtype_kwarg(cls, dtype), safety_checker=None, requires_safety_checker=False, feature_extractor=None)
+    cls = pipeline_class_for(base_model_family(path).family, pipeline_cls)
+    common = dict(_dtype_kwarg(cls, dtype))
+    if "XL" not in cls.__name__:
+        common.update(safety_checker=None, requires_safety_checker=False, feature_extractor=None)
     common.update(kwargs)
     if path.is_file():
         if path.suffix.lower() not in (".safetensors", ".ckpt"):
@@ -96,6 +100,26 @@ def load_sd_pipeline(
         return cls.from_pretrained(str(path), **common)
     except (OSError, ValueError) as e:
         raise InputError(path, f"cannot load diffusers model: {str(e).splitlines()[0][:200]}") from None
+
+
+_XL_EQUIVALENTS = {
+    "StableDiffusionPipeline": "StableDiffusionXLPipeline",
+    "StableDiffusionImg2ImgPipeline": "StableDiffusionXLImg2ImgPipeline",
+    "StableDiffusionInpaintPipeline": "StableDiffusionXLInpaintPipeline",
+    "StableDiffusionControlNetPipeline": "StableDiffusionXLControlNetPipeline",
+    "StableDiffusionControlNetImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
+    "StableDiffusionControlNetInpaintPipeline": "StableDiffusionXLControlNetInpaintPipeline",
+}
+
+
+def pipeline_class_for(family: str, pipeline_cls: Any = None):
+    """The diffusers pipeline class doing ``pipeline_cls``'s task for a base model of ``family``."""
+    import diffusers
+
+    name = getattr(pipeline_cls, "__name__", "StableDiffusionPipeline")
+    sd15 = {xl: sd for sd, xl in _XL_EQUIVALENTS.items()}
+    wanted = _XL_EQUIVALENTS.get(name, name) if family == "sdxl" else sd15.get(name, name)
+    return pipeline_cls if wanted == name and pipeline_cls is not None else getattr(diffusers, wanted)
 
 
 def load_controlnet(reference: str | Path, *, dtype: torch.dtype = torch.float32, store: ModelStore | None = None, name: str = "controlnet"):

@@ -88,6 +88,30 @@ register(ModelSpec("canny-controlnet", "lllyasviel/control_v11p_sd15_canny", "Ca
                    allow_patterns=("*.json", "diffusion_pytorch_model.safetensors")))
 register(ModelSpec("depth-controlnet", "lllyasviel/control_v11f1p_sd15_depth", "Depth ControlNet (virtual try-on)", ("tryon",), optional=True,
                    allow_patterns=("*.json", "diffusion_pytorch_model.safetensors")))
+# SDXL (facechain.diffusion.family picks the pipeline classes; --base-model base-sdxl or any SDXL folder/file/hub id).
+# Only the fp32 diffusers component files (~13.9 GB), not the repo's single-file, fp16, ONNX and Flax copies.
+SDXL_BASE_FILES = (
+    "model_index.json", "scheduler/scheduler_config.json",
+    "text_encoder/config.json", "text_encoder/model.safetensors",
+    "text_encoder_2/config.json", "text_encoder_2/model.safetensors",
+    *(f"{tok}/{name}" for tok in ("tokenizer", "tokenizer_2")
+      for name in ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")),
+    "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+)
+_DIFFUSERS_MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+register(ModelSpec("base-sdxl", "stabilityai/stable-diffusion-xl-base-1.0",
+                   "SDXL 1.0 base model (--base-model base-sdxl; licence CreativeML Open RAIL++-M)",
+                   ("train", "generate", "inpaint", "train-adapter"), optional=True, allow_patterns=SDXL_BASE_FILES))
+register(ModelSpec("sdxl-vae-fp16-fix", "madebyollin/sdxl-vae-fp16-fix",
+                   "SDXL VAE fine-tuned to run in fp16 without NaNs (train --vae sdxl-vae-fp16-fix; licence MIT)",
+                   ("train",), optional=True, allow_patterns=_DIFFUSERS_MODEL_FILES))
+register(ModelSpec("openpose-controlnet-sdxl", "xinsir/controlnet-openpose-sdxl-1.0",
+                   "SDXL OpenPose ControlNet (--pose and inpaint on SDXL; licence Apache-2.0)",
+                   ("generate", "inpaint"), optional=True, allow_patterns=_DIFFUSERS_MODEL_FILES))
+register(ModelSpec("canny-controlnet-sdxl", "diffusers/controlnet-canny-sdxl-1.0",
+                   "SDXL Canny ControlNet (inpaint stage 2 on SDXL; licence CreativeML Open RAIL++-M)",
+                   ("inpaint",), optional=True, allow_patterns=_DIFFUSERS_MODEL_FILES))
 register(ModelSpec("fact-adapter", "ms:yucheng1996/FaceChain-FACT@v1.0.0", "FACT face adapter + TransFace encoder (--photo)", ("generate --photo", "inpaint --photo"), optional=True))
 # Optional ModelScope backends of the paper's perception models.
 register(ModelSpec("m2fp-parsing", "ms:damo/cv_resnet101_image-multiple-human-parsing", "M2FP human parsing (--segmenter m2fp)", ("prepare",), optional=True))

@@ -8,6 +8,10 @@
     <identity>/dataset/                           the prepared dataset it was trained on
     <identity>/train_log.jsonl                    loss per step
 
+The base model's family (SD 1.5 or SDXL) is read when it is resolved and decides the defaults
+(resolution 512 or 1024), the conditioning the trainer caches and the LoRA writer; no flag says
+which family it is. The manifest records it, so generation can refuse to mix families.
+
 The story: resolve the base model (fail fast) -> prepare the photos (or reuse a prepared folder)
 -> load the base model -> train the LoRA (checkpoints in ``<output>.work/``) -> write the identity
 folder atomically -> remove the work folder. A failed or interrupted run leaves no identity
@@ -34,9 +38,11 @@ from ..atomic import atomic_directory, atomic_write_text, check_destination
 from ..config import config_to_dict, load_config
 from ..errors import InputError
 from ..identity import LORA_FILE, Identity
+from ..diffusion.family import FAMILY_NAMES
 from ..paths import facechain_home, identities_dir
+from ..preprocess.config import PrepareConfig
 from .checkpoint import latest_checkpoint
-from .components import BaseModelInfo, load_components, resolve_base_model
+from .components import BaseModelInfo, load_components, resolve_base_model, resolve_model
 from .config import StyleTrainConfig, TrainConfig
 from .data import PreparedDataset, TrainingExample, is_prepared_folder, read_captioned_folder, read_prepared
 from .trainer import LOG_FILE, LoraTrainer, TrainOutcome, resolve_precision
@@ -44,6 +50,7 @@ from .trainer import LOG_FILE, LoraTrainer, TrainOutcome, resolve_precision
 log = logging.getLogger(__name__)
 
 PathsLike = str | Path | Sequence[str | Path]
+PREPARE_RESOLUTION = PrepareConfig().resolution  # prepare's default crop size (512)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -116,15 +123,19 @@ def _work_folder_kept_only_if_resumable(work: Path) -> Iterator[None]:
 
 
 def _prepare_photos(inputs: list[Path], dest: Path, *, resume: bool, config_file, trigger, retouch, progress,
-                    analyzer) -> Path:
-    """Run ``facechain prepare`` into the work folder (kept there, so resume does not redo it)."""
+                    analyzer, resolution: int | None = None) -> Path:
+    """Run ``facechain prepare`` into the work folder (kept there, so resume does not redo it).
+
+    ``resolution``: crop size when training needs larger crops than prepare's default (SDXL).
+    """
     if resume and is_prepared_folder(dest):
         _say(progress, f"reusing the prepared dataset in {dest}")
         return dest
     from ..preprocess.pipeline import prepare
 
+    extra = {"resolution": resolution} if resolution else {}
     result = prepare(inputs if len(inputs) > 1 else inputs[0], dest, config_file=config_file, overwrite=True,
-                     trigger=trigger, retouch=retouch, progress=progress, analyzer=analyzer)
+                     trigger=trigger, retouch=retouch, progress=progress, analyzer=analyzer, **extra)
     if progress and hasattr(result, "summary"):
         _say(progress, result.summary())
     return Path(getattr(result, "output_dir", dest))
@@ -133,15 +144,15 @@ def _prepare_photos(inputs: list[Path], dest: Path, *, resume: bool, config_file
 def _load_trainer(info: BaseModelInfo, examples: list[TrainingExample], cfg: TrainConfig, work: Path,
                   progress: bool) -> LoraTrainer:
     _, _, dtype = resolve_precision(cfg)
-    _say(progress, f"loading base model {info.reference}")
-    components = load_components(info, dtype)
+    _say(progress, f"loading {FAMILY_NAMES[info.family]} base model {info.reference}")
+    components = load_components(info, dtype, vae=cfg.vae)
     trainer = LoraTrainer(components, examples, cfg, work_dir=work, progress=progress)
     del components
     gc.collect()  # with latents cached the trainer no longer holds the VAE (and CLIP): let them go
     return trainer
 
 
-def _lora_manifest(cfg: TrainConfig) -> dict[str, Any]:
+def _lora_manifest(cfg: TrainConfig, family: str) -> dict[str, Any]:
     return {
         "format": "diffusers",
         "rank": cfg.rank,
@@ -150,6 +161,8 @@ def _lora_manifest(cfg: TrainConfig) -> dict[str, Any]:
         "alpha_baked_into_weights": True,  # lora.up scaled by alpha/rank: load at weight 1.0 = trained model
         "text_encoder": ({"rank": cfg.text_encoder_rank, "alpha": cfg.text_encoder_alpha,
                           "target_modules": list(cfg.text_encoder_target_modules)} if cfg.train_text_encoder else None),
+        "text_encoders_trained": (["text_encoder", "text_encoder_2"][:2 if family == "sdxl" else 1]
+                                  if cfg.train_text_encoder else []),
     }
 
 
@@ -191,12 +204,14 @@ def train(
     check_destination(output, overwrite)  # before any heavy work
     work = work_dir_for(output)
 
-    base = resolve_base_model(cfg.base_model)  # a missing model fails here, in one line
+    base, cfg = _resolve_models(cfg)  # a missing or unusable model fails here, in one line
     resume_from = _start_work(work, resume, progress)
     with _work_folder_kept_only_if_resumable(work):
         if prepared is None:
+            crops = cfg.resolution if base.family == "sdxl" and cfg.resolution > PREPARE_RESOLUTION else None
             prepared = _prepare_photos(inputs, work / "dataset", resume=resume, config_file=config_file,
-                                       trigger=trigger, retouch=retouch, progress=progress, analyzer=analyzer)
+                                       trigger=trigger, retouch=retouch, progress=progress, analyzer=analyzer,
+                                       resolution=crops)
         elif trigger is not None or retouch is not None:
             log.warning("%s is already prepared: --trigger/--no-retouch are ignored", prepared)
         data = read_prepared(prepared)
@@ -210,6 +225,15 @@ def train(
     _say(progress, f"identity '{name}' saved in {output} (final loss {outcome.final_loss:.4f}, "
                    f"{outcome.steps} steps in {outcome.seconds:.0f} s)")
     return identity
+
+
+def _resolve_models(cfg: TrainConfig) -> tuple[BaseModelInfo, TrainConfig]:
+    """The base model (and family), the replacement VAE if any, and the settings with the family's
+    defaults filled in; nothing is loaded yet."""
+    base = resolve_base_model(cfg.base_model)
+    if cfg.vae:
+        resolve_model(cfg.vae, what="vae")
+    return base, cfg.for_family(base.family)
 
 
 def _write_identity(output: Path, overwrite: bool, name: str, base: BaseModelInfo, data: PreparedDataset,
@@ -227,7 +251,7 @@ def _write_identity(output: Path, overwrite: bool, name: str, base: BaseModelInf
         identity = Identity(
             name=name, base_model=base.reference, trigger_word=data.trigger_word, path=output, lora_file=LORA_FILE,
             template_face="template_face.png", template_embedding=data.template_embedding, tags=data.tags,
-            lora=_lora_manifest(cfg), training=_training_manifest(cfg, outcome, trainer), dataset=dataset,
+            lora=_lora_manifest(cfg, base.family), family=base.family, training=_training_manifest(cfg, outcome, trainer), dataset=dataset,
             base_model_revision=base.revision, base_model_sha256=base.unet_sha256, created=_now(),
         )
         identity.save(tmp)
@@ -313,7 +337,7 @@ def train_style(
     output = Path(output).expanduser() if output else facechain_home() / "loras" / name
     check_destination(output, overwrite)
     work = work_dir_for(output)
-    base = resolve_base_model(cfg.base_model)
+    base, cfg = _resolve_models(cfg)
     resume_from = _start_work(work, resume, progress)
     with _work_folder_kept_only_if_resumable(work):
         trainer = _load_trainer(base, examples, cfg, work, progress)
@@ -334,10 +358,10 @@ def _write_style_lora(output: Path, overwrite: bool, name: str, folder: Path, ex
         trainer.save_lora(tmp)
         if (work / LOG_FILE).exists():
             shutil.copy2(work / LOG_FILE, tmp / LOG_FILE)
-        manifest = {"name": name, "kind": "style", "base_model": base.reference,
+        manifest = {"name": name, "kind": "style", "base_model": base.reference, "family": base.family,
                     "base_model_revision": base.revision, "base_model_sha256": base.unet_sha256,
                     "images": len(examples), "source": str(folder.resolve()), "prompt": prompt, "created": _now(),
-                    "lora": _lora_manifest(cfg), "training": _training_manifest(cfg, outcome, trainer)}
+                    "lora": _lora_manifest(cfg, base.family), "training": _training_manifest(cfg, outcome, trainer)}
         atomic_write_text(tmp / STYLE_MANIFEST, json.dumps(manifest, indent=2))
         atomic_write_text(tmp / STYLE_SNIPPET,
                           style_snippet(name, output / LORA_FILE, base.reference, prompt, folder.resolve()))

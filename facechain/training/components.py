@@ -1,8 +1,10 @@
 """The Stable Diffusion parts a LoRA is trained on, loaded once from a base-model reference.
 
 The base model can be a diffusers folder, a single-file ``.safetensors`` checkpoint, a Hugging
-Face id or a ModelScope id (``ms:owner/name@rev#subfolder``); the model store resolves it and
-raises a one-line :class:`~facechain.errors.ModelNotFoundError` when it is not available.
+Face id, a ModelScope id (``ms:owner/name@rev#subfolder``) or a ``facechain models`` name
+(``base-sdxl``); the model store resolves it and raises a one-line
+:class:`~facechain.errors.ModelNotFoundError` when it is not available. Its family (SD 1.5 or
+SDXL) is read from its configs or checkpoint header at that point, before anything loads.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from typing import Any, Iterator
 
 import torch
 
+from ..diffusion.family import ModelFamily, base_model_family, family_of_unet_config
 from ..models.registry import MODELS
+from ..errors import TrainingError
 from ..models.store import ModelRef, ModelStore, default_store, file_sha256
 
 
 @dataclass
 class SDComponents:
-    """Frozen base-model parts plus the DDPM noise schedule it was trained with."""
+    """Frozen base-model parts plus the DDPM noise schedule it was trained with (SDXL: two text encoders)."""
 
     unet: Any
     vae: Any
@@ -29,13 +33,34 @@ class SDComponents:
     tokenizer: Any
     noise_scheduler: Any  # diffusers DDPMScheduler built from the base model's scheduler config
     reference: str = "in-memory"
+    text_encoder_2: Any = None  # SDXL's second (projection) text encoder
+    tokenizer_2: Any = None
 
     @classmethod
     def from_pipeline(cls, pipe: Any, reference: str = "in-memory") -> "SDComponents":
         from diffusers import DDPMScheduler
 
         return cls(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                   noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config), reference=reference)
+                   noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config), reference=reference,
+                   text_encoder_2=getattr(pipe, "text_encoder_2", None), tokenizer_2=getattr(pipe, "tokenizer_2", None))
+
+    @property
+    def family(self) -> ModelFamily:
+        family = family_of_unet_config(self.unet.config)
+        if family is None:
+            raise TrainingError(f"{self.reference}: the UNet's '{self.unet.config.addition_embed_type}' conditioning "
+                                "is neither SD 1.x/2.x nor SDXL")
+        if (family == "sdxl") != (self.text_encoder_2 is not None):
+            raise TrainingError(f"{self.reference}: an {family} UNet needs {'two text encoders' if family == 'sdxl' else 'one text encoder'}")
+        return family
+
+    @property
+    def text_encoders(self) -> list[Any]:
+        return [self.text_encoder] + ([self.text_encoder_2] if self.text_encoder_2 is not None else [])
+
+    @property
+    def tokenizers(self) -> list[Any]:
+        return [self.tokenizer] + ([self.tokenizer_2] if self.text_encoder_2 is not None else [])
 
     @property
     def prediction_type(self) -> str:
@@ -50,6 +75,7 @@ class BaseModelInfo:
     path: Path  # resolved local path
     revision: str | None  # hub revision / snapshot commit, if any
     unet_sha256: str | None  # hash of the UNet weights file (or of the single-file checkpoint)
+    family: ModelFamily = "sd15"
 
 
 def registry_name(reference: str) -> str:
@@ -60,18 +86,31 @@ def registry_name(reference: str) -> str:
     return "base model"
 
 
-def resolve_base_model(reference: str, store: ModelStore | None = None) -> BaseModelInfo:
-    """Find the base model locally (downloading when allowed); fails fast before any heavy work."""
+def resolve_model(reference: str, store: ModelStore | None = None, what: str = "model") -> tuple[Path, ModelRef]:
+    """A reference or a ``facechain models`` name -> local path (with the registry's file list, so a hub
+    repo is fetched without its extra copies) and the parsed hub reference."""
     store = store or default_store()
-    ref = ModelRef.parse(reference)
-    name = registry_name(reference)
-    path = store.resolve(reference, name=name if name != "base model" else str(ref))
+    spec = MODELS.get(reference) if not Path(reference).exists() else None
+    if spec is None:
+        spec = next((s for s in MODELS.values() if s.reference == reference), None)
+    hub = spec.reference if spec is not None else reference
+    ref = ModelRef.parse(hub)
+    name = spec.name if spec is not None else (str(ref) if what == "model" else what)
+    path = store.resolve(hub, name=name, allow_patterns=spec.allow_patterns if spec is not None else None)
+    return path, ref
+
+
+def resolve_base_model(reference: str, store: ModelStore | None = None) -> BaseModelInfo:
+    """Find the base model locally (downloading when allowed) and read its family; fails fast,
+    before any heavy work (a model that is neither SD 1.x/2.x nor SDXL is a one-line error here)."""
+    path, ref = resolve_model(reference, store)
     revision = ref.revision
     if revision is None and ref.source == "hf":
         m = re.search(r"snapshots/([0-9a-f]{40})", path.as_posix())
         revision = m.group(1) if m else None
     shown = str(path.resolve()) if ref.source == "local" else str(ref)
-    return BaseModelInfo(shown, path, revision, unet_weightsfile_sha256(path))
+    family = base_model_family(path).family
+    return BaseModelInfo(shown, path, revision, unet_weightsfile_sha256(path), family)
 
 
 def unet_weightsfile_sha256(path: Path) -> str | None:
@@ -106,10 +145,30 @@ def _no_loading_bars() -> Iterator[None]:
             tlog.enable_progress_bar()
 
 
-def load_components(info: BaseModelInfo, dtype: torch.dtype = torch.float32) -> SDComponents:
-    """Load the pipeline parts in ``dtype`` through the shared loader (safety checker off)."""
+def load_components(info: BaseModelInfo, dtype: torch.dtype = torch.float32, vae: str | None = None) -> SDComponents:
+    """Load the pipeline parts in ``dtype`` through the shared loader (safety checker off);
+    ``vae``: another VAE (reference or ``facechain models`` name, e.g. ``sdxl-vae-fp16-fix``)."""
     from ..diffusion.loading import load_sd_pipeline
 
     with _no_loading_bars():
-        pipe = load_sd_pipeline(info.path, dtype=dtype, name=info.reference)
+        extra = {"vae": load_vae(vae, dtype)} if vae else {}
+        pipe = load_sd_pipeline(info.path, dtype=dtype, name=info.reference, **extra)
     return SDComponents.from_pipeline(pipe, reference=info.reference)
+
+
+def load_vae(reference: str, dtype: torch.dtype = torch.float32):
+    """An ``AutoencoderKL`` from a diffusers VAE folder, a single VAE file or a hub id."""
+    from diffusers import AutoencoderKL
+
+    from ..diffusion.loading import _dtype_kwarg
+    from ..errors import InputError
+
+    path, _ = resolve_model(reference, what="vae")
+    kw = _dtype_kwarg(AutoencoderKL, dtype)
+    if path.is_file():
+        return AutoencoderKL.from_single_file(str(path), **kw)
+    if (path / "vae" / "config.json").is_file():  # a whole pipeline folder: take its VAE
+        path = path / "vae"
+    if not (path / "config.json").is_file():
+        raise InputError(path, "not a diffusers VAE folder (no config.json)")
+    return AutoencoderKL.from_pretrained(str(path), **kw)
