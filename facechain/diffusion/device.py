@@ -36,3 +36,12 @@ def resolve_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype
     if name not in table:
         raise FacechainError(f"--dtype {dtype}: unknown (auto, fp32, fp16, bf16)")
     return table[name]
+
+
+def vae_dtype(vae, dtype: torch.dtype) -> torch.dtype:
+    """``dtype`` for a VAE, except fp32 where fp16 would overflow (``force_upcast`` in its config:
+    the stock SDXL VAE produces NaNs in fp16; the fp16-fixed VAE clears the flag). bf16 has fp32's
+    range and stays as it is."""
+    if dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        return torch.float32
+    return dtype

@@ -299,3 +299,24 @@ def _refuse(path, role: str, got: ModelFamily | None, width: int | None, base: B
     if width is not None and base.cross_attention_dim is not None and width != base.cross_attention_dim:
         raise FamilyMismatchError(path, f"this {role} was made for {width}-wide text conditioning but the base model "
                                         f"{shown} has {base.cross_attention_dim} (SD 2.x vs SD 1.x?)")
+
+
+def check_references(
+    base: str | Path,
+    *,
+    identities: Iterable[Any] = (),
+    face_lora: str | Path | None = None,
+    style_loras: Iterable[str | Path] = (),
+    controlnets: Iterable[str | Path] = (),
+    store: Any = None,
+) -> ModelFamily:
+    """:func:`check_compatible` for model references (paths, hub ids, ``facechain models`` names),
+    resolved through the model store first (a missing model is its usual one-line error)."""
+    from ..models.references import resolve_reference
+
+    def local(ref: str | Path) -> Path:
+        return resolve_reference(ref, store)[0]
+
+    return check_compatible(local(base), identities=identities, base_label=str(base),
+                            face_lora=None if face_lora is None else local(face_lora),
+                            style_loras=[local(s) for s in style_loras], controlnets=[local(c) for c in controlnets])

@@ -24,6 +24,7 @@ from PIL import Image
 from .. import __version__
 from ..config import config_to_dict, load_config
 from ..diffusion.device import resolve_device, resolve_dtype
+from ..diffusion.family import check_compatible
 from ..errors import ConfigError, FacechainError, InputError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image
@@ -165,6 +166,10 @@ def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose:
     if the_style.style_lora:
         path = resolve_style_lora(the_style.style_lora, store, label=f"style LoRA of '{the_style.name}'")
         loras.append(LoraSpec("style", path, the_style.style_weight))
+    # SD 1.5 and SDXL parts never mix: a one-line error here, before any model loads
+    check_compatible(base_path, identities=[identity] if face_lora is not None and not cfg.face_lora else [],
+                     face_lora=face_lora if cfg.face_lora else None, base_label=base_ref,
+                     style_loras=[lo.path for lo in loras if lo.name == "style"])
     first_seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     return RunPlan(
         identity=identity, style=the_style,

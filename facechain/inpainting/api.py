@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_directory, atomic_write_text
 from ..config import config_to_dict, load_config
+from ..diffusion.family import check_references
 from ..errors import ConfigError, FacechainError, InputError, OutputExistsError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
@@ -205,7 +206,9 @@ def inpaint(
     # 2. the models (once), then the two-stage story per face
     warnings: list[str] = []
     base = cfg.base_model or (identities[0].base_model if identities else _default_base_model())
-    if pipeline is None:
+    if pipeline is None:  # SD 1.5 and SDXL parts never mix: a one-line error before any model loads
+        check_references(base, identities=identities, controlnets=[cfg.openpose_controlnet or "openpose-controlnet",
+                                                                    cfg.canny_controlnet or "canny-controlnet"])
         pipeline = _build_pipeline(cfg, base, identities, analyzer, warnings)
     outcome = pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed, progress=progress)
     warnings = list(dict.fromkeys(warnings + outcome.warnings))

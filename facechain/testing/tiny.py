@@ -192,3 +192,22 @@ def save_tiny_sdxl_controlnet(folder: Path | str, seed: int = 0) -> Path:
     folder = Path(folder)
     tiny_sdxl_controlnet(seed).save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def save_tiny_lora(folder: Path | str, unet, seed: int = 0, scale: float = 0.2) -> Path:
+    """A rank-4 LoRA with random (non-zero) A and B on ``unet``'s attention projections, written in
+    diffusers' format by the writer of the UNet's family (SD 1.5 or SDXL). ``unet`` gains the adapter."""
+    from peft import LoraConfig
+
+    from ..diffusion.family import family_of_unet_config
+    from ..training.export import diffusers_lora_layers, save_lora_weights
+
+    unet.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+    layers = {"unet": diffusers_lora_layers(unet, 4, 4)}
+    return save_lora_weights(Path(folder), layers, family_of_unet_config(unet.config) or "sd15")

@@ -42,7 +42,8 @@ from ..diffusion.family import FAMILY_NAMES
 from ..paths import facechain_home, identities_dir
 from ..preprocess.config import PrepareConfig
 from .checkpoint import latest_checkpoint
-from .components import BaseModelInfo, load_components, resolve_base_model, resolve_model
+from ..models.references import resolve_reference
+from .components import BaseModelInfo, load_components, resolve_base_model
 from .config import StyleTrainConfig, TrainConfig
 from .data import PreparedDataset, TrainingExample, is_prepared_folder, read_captioned_folder, read_prepared
 from .trainer import LOG_FILE, LoraTrainer, TrainOutcome, resolve_precision
@@ -232,7 +233,7 @@ def _resolve_models(cfg: TrainConfig) -> tuple[BaseModelInfo, TrainConfig]:
     defaults filled in; nothing is loaded yet."""
     base = resolve_base_model(cfg.base_model)
     if cfg.vae:
-        resolve_model(cfg.vae, what="vae")
+        resolve_reference(cfg.vae, what="vae")
     return base, cfg.for_family(base.family)
 
 

@@ -18,9 +18,10 @@ from typing import Any, Iterator
 import torch
 
 from ..diffusion.family import ModelFamily, base_model_family, family_of_unet_config
-from ..models.registry import MODELS
 from ..errors import TrainingError
-from ..models.store import ModelRef, ModelStore, default_store, file_sha256
+from ..models.references import resolve_reference
+from ..models.registry import MODELS
+from ..models.store import ModelStore, file_sha256
 
 
 @dataclass
@@ -86,24 +87,10 @@ def registry_name(reference: str) -> str:
     return "base model"
 
 
-def resolve_model(reference: str, store: ModelStore | None = None, what: str = "model") -> tuple[Path, ModelRef]:
-    """A reference or a ``facechain models`` name -> local path (with the registry's file list, so a hub
-    repo is fetched without its extra copies) and the parsed hub reference."""
-    store = store or default_store()
-    spec = MODELS.get(reference) if not Path(reference).exists() else None
-    if spec is None:
-        spec = next((s for s in MODELS.values() if s.reference == reference), None)
-    hub = spec.reference if spec is not None else reference
-    ref = ModelRef.parse(hub)
-    name = spec.name if spec is not None else (str(ref) if what == "model" else what)
-    path = store.resolve(hub, name=name, allow_patterns=spec.allow_patterns if spec is not None else None)
-    return path, ref
-
-
 def resolve_base_model(reference: str, store: ModelStore | None = None) -> BaseModelInfo:
     """Find the base model locally (downloading when allowed) and read its family; fails fast,
     before any heavy work (a model that is neither SD 1.x/2.x nor SDXL is a one-line error here)."""
-    path, ref = resolve_model(reference, store)
+    path, ref = resolve_reference(reference, store)
     revision = ref.revision
     if revision is None and ref.source == "hf":
         m = re.search(r"snapshots/([0-9a-f]{40})", path.as_posix())
@@ -163,7 +150,7 @@ def load_vae(reference: str, dtype: torch.dtype = torch.float32):
     from ..diffusion.loading import _dtype_kwarg
     from ..errors import InputError
 
-    path, _ = resolve_model(reference, what="vae")
+    path, _ = resolve_reference(reference, what="vae")
     kw = _dtype_kwarg(AutoencoderKL, dtype)
     if path.is_file():
         return AutoencoderKL.from_single_file(str(path), **kw)

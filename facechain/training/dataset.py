@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .conditioning import PromptEncoder, TextConditioning, size_time_ids
+from ..diffusion.conditioning import PromptEncoder, TextConditioning, size_time_ids
 from .data import TrainingExample, crop_conditioning, load_training_image
 
 

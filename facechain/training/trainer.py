@@ -39,13 +39,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import config_to_dict
-from ..diffusion.device import resolve_device
+from ..diffusion.device import resolve_device, vae_dtype
 from ..diffusion.family import FAMILY_NAMES
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .components import SDComponents
-from .conditioning import PromptEncoder
+from ..diffusion.conditioning import PromptEncoder
 from .config import RESUME_KEYS, TrainConfig
 from .data import TrainingExample
 from .dataset import CachedDataset, LiveDataset
@@ -113,13 +113,6 @@ def resolve_precision(cfg: TrainConfig) -> tuple[torch.device, str, torch.dtype]
         raise ConfigError("mixed_precision fp16 needs a GPU; use bf16 or no on CPU")
     dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
     return device, mode, dtype
-
-
-def vae_dtype(vae, weight_dtype: torch.dtype) -> torch.dtype:
-    """fp32 for a VAE that overflows in fp16 (``force_upcast``: the stock SDXL VAE), else the weights' dtype."""
-    if weight_dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
-        return torch.float32
-    return weight_dtype
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, device: torch.device):
