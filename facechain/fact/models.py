@@ -89,28 +89,32 @@ def resolve_reference(reference: str | Path, name: str, store: ModelStore | None
     return resolve(reference, store, what=name)[0]
 
 
+def locate_adapter(reference: str | Path = DEFAULT_REFERENCE, *, variant: str = "film", store: ModelStore | None = None) -> Path:
+    """The adapter file a reference means: ours or the published ``variant`` in a folder, or the file itself."""
+    path = resolve_reference(reference, "fact-adapter", store)
+    if not path.is_dir():
+        return path
+    adapter = path / ADAPTER_FILE
+    if not adapter.is_file():
+        published = PUBLISHED_ADAPTER_FILES.get(variant)
+        if published is None:
+            raise InputError(path, f"unknown FACT variant '{variant}' (known: {', '.join(PUBLISHED_ADAPTER_FILES)})")
+        adapter = path / published
+    if not adapter.is_file():
+        raise InputError(path, f"no FACT adapter here (expected {ADAPTER_FILE} or {PUBLISHED_ADAPTER_FILES[variant]})")
+    return adapter
+
+
 def locate_files(reference: str | Path = DEFAULT_REFERENCE, *, encoder: str | Path | None = None, variant: str = "film",
                  store: ModelStore | None = None) -> FactFiles:
     """Which adapter and encoder files a reference means (see the module docstring)."""
-    path = resolve_reference(reference, "fact-adapter", store)
-    if path.is_dir():
-        adapter = path / ADAPTER_FILE
-        if not adapter.is_file():
-            published = PUBLISHED_ADAPTER_FILES.get(variant)
-            if published is None:
-                raise InputError(path, f"unknown FACT variant '{variant}' (known: {', '.join(PUBLISHED_ADAPTER_FILES)})")
-            adapter = path / published
-        if not adapter.is_file():
-            raise InputError(path, f"no FACT adapter here (expected {ADAPTER_FILE} or {PUBLISHED_ADAPTER_FILES[variant]})")
-        folder = path
-    else:
-        adapter, folder = path, path.parent
+    adapter = locate_adapter(reference, variant=variant, store=store)
     if encoder is not None:
         enc = resolve_reference(encoder, "face encoder", store)
         if enc.is_dir():
             enc = encoder_in_folder(enc)
     else:
-        enc = encoder_in_folder(folder)
+        enc = encoder_in_folder(adapter.parent)
     return FactFiles(adapter, enc)
 
 

@@ -286,12 +286,12 @@ def _base_model_family(cfg: AdapterTrainConfig) -> tuple[Path, str]:
     """The base model's path and family, and a one-line error now (before anything loads) when an
     ``adapter_init`` of the other family is given."""
     from ..diffusion.family import base_model_family
-    from .models import adapter_family, check_adapter_family, locate_files, resolve_reference
+    from .models import adapter_family, check_adapter_family, locate_adapter, resolve_reference
 
     path = resolve_reference(cfg.base_model, "base model")
     family = base_model_family(path).family
     if cfg.adapter_init:
-        init = locate_files(cfg.adapter_init, encoder=cfg.face_encoder, variant=cfg.variant).adapter
+        init = locate_adapter(cfg.adapter_init, variant=cfg.variant)
         check_adapter_family(init, adapter_family(init), family)
     return path, family
 
