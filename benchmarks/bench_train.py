@@ -218,7 +218,8 @@ def run_breakdown(images: list[Path], args) -> dict:
     from facechain.training.components import SDComponents
     from facechain.training.config import TrainConfig
     from facechain.training.data import TrainingExample
-    from facechain.training.dataset import image_tensor, tokenize
+    from facechain.diffusion.conditioning import PromptEncoder
+    from facechain.training.dataset import image_tensor
     from facechain.training.trainer import LoraTrainer
 
     unet, vae, te, tok, sched = build_sd15()
@@ -226,7 +227,7 @@ def run_breakdown(images: list[Path], args) -> dict:
     cfg = TrainConfig(base_model="random", resolution=args.resolution, steps=10**6, eval_samples=0, device=args.device)
     trainer = LoraTrainer(SDComponents(unet, vae, te, tok, sched), examples, cfg, progress=False)
     pixels = image_tensor(examples[0], args.resolution, False)[None].to(trainer.device, trainer.weight_dtype)
-    ids = tokenize(tok, [CAPTION]).to(trainer.device)
+    ids = PromptEncoder([te], [tok]).tokenize([CAPTION])[:, 0].to(trainer.device)
     vae.to(trainer.device)
     te.to(trainer.device)
 

@@ -10,7 +10,7 @@ What differs from that example, and why:
   VAE and CLIP from every step; flipped images are encoded too, so flip augmentation still works;
 * SDXL bases (two text encoders, ``text_time`` added conditioning) train through the same loop:
   the cached conditioning then also holds the pooled text embedding and the size/crop time ids
-  (:mod:`.conditioning`), and a VAE flagged ``force_upcast`` (the stock SDXL VAE, which overflows
+  (:mod:`facechain.diffusion.conditioning`), and a VAE flagged ``force_upcast`` (the stock SDXL VAE, which overflows
   in fp16) encodes in fp32 under fp16 mixed precision;
 * every random draw (data order, flips, VAE posterior sample, noise, timesteps) comes from
   generators seeded by ``seed`` whose state goes into each checkpoint: the same seed gives the same
@@ -39,13 +39,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import config_to_dict
+from ..diffusion.conditioning import PromptEncoder
 from ..diffusion.device import resolve_device, vae_dtype
 from ..diffusion.family import FAMILY_NAMES
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .components import SDComponents
-from ..diffusion.conditioning import PromptEncoder
 from .config import RESUME_KEYS, TrainConfig
 from .data import TrainingExample
 from .dataset import CachedDataset, LiveDataset

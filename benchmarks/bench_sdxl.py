@@ -1,0 +1,321 @@
+"""Benchmark: SDXL beside SD 1.5 -- face-LoRA training s/step and peak memory, seconds per portrait.
+
+Both full-size architectures are built from config with random weights (no download): SD 1.5 as
+in ``bench_train.py`` (UNet 860 M parameters) and SDXL (UNet 2.57 B, CLIP ViT-L + OpenCLIP bigG
+text encoders, the SDXL VAE); the tiny in-memory CLIP tokenizer stands in for the real vocabulary
+(text length 77). Each variant runs in its own subprocess, so peak memory is its own:
+
+* ``<family> train``    -- facechain's ``LoraTrainer`` (rank 4 on to_q/k/v/out, latents and text
+  conditioning cached -- for SDXL both encoders, the pooled embedding and the size/crop ids):
+  setup (building the cache) and s/step of warm training steps;
+* ``<family> portrait`` -- text-to-image with classifier-free guidance: prompt encoding, a few
+  denoising steps (DDIM for both families, one UNet call per step), VAE decode. On CPU the text
+  encoders are dropped once the prompt is encoded (SDXL's do not fit beside its UNet and the VAE
+  decode in this machine's memory otherwise); the same for both families.
+
+Usage (heavy: ~15 min on a 2-core CPU; run one at a time)::
+
+    flock /tmp/facechain-heavy.lock python benchmarks/bench_sdxl.py                   # CPU, 512 px, fp32
+    python benchmarks/bench_sdxl.py --gradient-checkpointing                         # less training memory
+    python benchmarks/bench_sdxl.py --device cuda                                    # GPU: each at its native
+                                                                                     # size (SD 1.5 512, SDXL 1024)
+
+GPU mode: training in bf16 mixed precision (fp16 where the GPU lacks bf16: the stock SDXL VAE then
+encodes in fp32), portraits in fp16 weights (diffusers upcasts the SDXL VAE for decoding), peak
+VRAM from ``torch.cuda.max_memory_allocated``. Before each SDXL variant the CPU mode checks that
+enough memory is free and skips the variant with a note otherwise (``--force`` runs it anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import CAPTION, _child_env, _sync, build_sd15, time_steps, write_images  # noqa: E402
+
+FAMILIES = ("sd15", "sdxl")
+KINDS = ("train", "portrait")
+VARIANTS = tuple(f"{f} {k}" for f in FAMILIES for k in KINDS)
+NATIVE = {"sd15": 512, "sdxl": 1024}
+# fp32 CPU memory a variant needs (GiB, measured at 512 px; with a margin), checked before starting
+NEEDS_GB = {"sd15 train": 9, "sd15 portrait": 7, "sdxl train": 19, "sdxl portrait": 16}
+NEEDS_GB_CHECKPOINTING = {"sd15 train": 7, "sdxl train": 16}
+
+
+# --- full-size SDXL, random weights ---------------------------------------------------------------
+def build_sdxl(seed: int = 0):
+    """(unet, vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2, scheduler) with SDXL 1.0's configs."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from facechain.testing.tiny import tiny_tokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    )
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=1024,
+                        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.13025, force_upcast=True)
+    common = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    te1 = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                       num_attention_heads=12, hidden_act="quick_gelu", projection_dim=768, **common))
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                                                     num_attention_heads=20, hidden_act="gelu", projection_dim=1280,
+                                                     **common))
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              num_train_timesteps=1000, clip_sample=False)
+    return unet, vae, te1, te2, tiny_tokenizer(77), tiny_tokenizer(77), scheduler
+
+
+def components(family: str):
+    from facechain.training.components import SDComponents
+
+    if family == "sd15":
+        return SDComponents(*build_sd15(), reference="random SD 1.5")
+    unet, vae, te1, te2, tok1, tok2, sched = build_sdxl()
+    return SDComponents(unet, vae, te1, tok1, sched, reference="random SDXL", text_encoder_2=te2, tokenizer_2=tok2)
+
+
+# --- measuring ---------------------------------------------------------------------------------------
+def peak_gb(device: str) -> float:
+    """Peak since the last :func:`reset_peak`: VRAM allocated on GPU, resident set (VmHWM) on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    kib = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    return int(kib.group(1)) / 2**20
+
+
+def reset_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: restart the VmHWM high-water mark
+
+
+def params_m(module) -> float:
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+# --- one variant, in this process ----------------------------------------------------------------
+def run_train(family: str, images: list[Path], args) -> dict:
+    from facechain.training.config import TrainConfig
+    from facechain.training.data import TrainingExample
+    from facechain.training.trainer import LoraTrainer
+
+    t0 = time.perf_counter()
+    comps = components(family)
+    unet_m = params_m(comps.unet)
+    build = time.perf_counter() - t0
+    cfg = TrainConfig(base_model="random", resolution=args.resolution, steps=args.warmup + args.steps, eval_samples=0,
+                      device=args.device, gradient_checkpointing=args.gradient_checkpointing)
+    t0 = time.perf_counter()
+    trainer = LoraTrainer(comps, [TrainingExample(p, CAPTION) for p in images], cfg, progress=False)
+    del comps  # as in facechain.train: with the cache built, the trainer keeps no VAE or text encoder
+    setup = time.perf_counter() - t0
+    setup_peak = peak_gb(args.device)
+    reset_peak(args.device)
+
+    def one_step() -> None:
+        trainer.training_step()
+        trainer.state.step += 1
+
+    timing = time_steps(one_step, args)
+    return dict(unet_params_m=unet_m, build_s=build, setup_s=setup, **timing, peak_gb=max(setup_peak, peak_gb(args.device)),
+                step_peak_gb=peak_gb(args.device), precision=trainer.mixed_precision)
+
+
+def run_portrait(family: str, args) -> dict:
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    t0 = time.perf_counter()
+    comps = components(family)
+    unet_m = params_m(comps.unet)
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1)
+    if family == "sdxl":
+        pipe = StableDiffusionXLPipeline(vae=comps.vae, text_encoder=comps.text_encoder, text_encoder_2=comps.text_encoder_2,
+                                         tokenizer=comps.tokenizer, tokenizer_2=comps.tokenizer_2, unet=comps.unet,
+                                         scheduler=sched)
+    else:
+        pipe = StableDiffusionPipeline(vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer,
+                                       unet=comps.unet, scheduler=sched, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+    del comps
+    gpu = args.device.startswith("cuda")
+    pipe.to(args.device, torch.float16 if gpu else torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    build = time.perf_counter() - t0
+    res, negative = args.resolution, "blurry, low quality"
+    times: dict[str, list[float]] = {"encode": [], "denoise+decode": []}
+    reset_peak(args.device)
+    for _ in range(args.warmup + args.portraits):
+        _sync(args.device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            if family == "sdxl":
+                pe, npe, pooled, npooled = pipe.encode_prompt(CAPTION, device=args.device, negative_prompt=negative,
+                                                              do_classifier_free_guidance=True)
+                embeds = dict(prompt_embeds=pe, negative_prompt_embeds=npe, pooled_prompt_embeds=pooled,
+                              negative_pooled_prompt_embeds=npooled)
+            else:
+                pe, npe = pipe.encode_prompt(CAPTION, args.device, 1, True, negative_prompt=negative)
+                embeds = dict(prompt_embeds=pe, negative_prompt_embeds=npe)
+        _sync(args.device)
+        t1 = time.perf_counter()
+        if not gpu and pipe.text_encoder is not None:  # see the module docstring
+            pipe.text_encoder = None
+            if family == "sdxl":
+                pipe.text_encoder_2 = None
+        pipe(**embeds, num_inference_steps=args.denoise_steps, guidance_scale=7.0, height=res, width=res,
+             generator=torch.Generator().manual_seed(0), output_type="np")
+        _sync(args.device)
+        t2 = time.perf_counter()
+        times["encode"].append(t1 - t0)
+        times["denoise+decode"].append(t2 - t1)
+    timed = {k: v[args.warmup:] for k, v in times.items()}
+    per = [a + b for a, b in zip(timed["encode"], timed["denoise+decode"])]
+    return dict(unet_params_m=unet_m, build_s=build, s_per_portrait=sum(per) / len(per), best_s_per_portrait=min(per),
+                encode_s=min(timed["encode"]), peak_gb=peak_gb(args.device),
+                precision="fp16" if gpu else "fp32")
+
+
+def run_variant(args) -> dict:
+    import torch
+
+    from facechain.diffusion.loading import quiet_ml_logs
+
+    quiet_ml_logs()
+    torch.set_flush_denormal(True)
+    family, kind = args.variant.split()
+    if kind == "train":
+        out = run_train(family, sorted(Path(args.images).glob("*.png")), args)
+    else:
+        out = run_portrait(family, args)
+    return {"variant": args.variant, "resolution": args.resolution, **out}
+
+
+# --- driver --------------------------------------------------------------------------------------------
+def available_gb() -> float:
+    m = re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())
+    return int(m.group(1)) / 2**20 if m else float("inf")
+
+
+def resolution_for(variant: str, args) -> int:
+    if args.resolution:
+        return args.resolution
+    return NATIVE[variant.split()[0]] if args.device.startswith("cuda") else 512
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--resolution", type=int, help="px for every variant (default: 512 on CPU; native sizes on GPU)")
+    ap.add_argument("--steps", type=int, default=2, help="timed training steps per variant")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed training steps / portraits first")
+    ap.add_argument("--portraits", type=int, default=1, help="timed portraits per variant")
+    ap.add_argument("--denoise-steps", type=int, default=4, help="denoising steps per portrait")
+    ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
+    ap.add_argument("--force", action="store_true", help="run variants even when too little memory looks free")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant and print JSON
+    ap.add_argument("--images", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args)), flush=True)
+        return 0
+
+    import torch
+
+    gpu = args.device.startswith("cuda")
+    if gpu and not torch.cuda.is_available():
+        print("--device cuda: no CUDA GPU on this machine", file=sys.stderr)
+        return 2
+    results, notes = [], []
+    with tempfile.TemporaryDirectory(prefix="bench_sdxl_") as tmp:
+        write_images(Path(tmp))
+        for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
+            if name not in VARIANTS:
+                print(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})", file=sys.stderr)
+                return 2
+            res = resolution_for(name, args)
+            need = (NEEDS_GB_CHECKPOINTING if args.gradient_checkpointing else NEEDS_GB).get(name, NEEDS_GB[name])
+            if not gpu and not args.force and available_gb() < need * (res / 512) ** 0.5:
+                notes.append(f"{name}: skipped, needs ~{need} GiB at 512 px and {available_gb():.1f} GiB is free "
+                             "(--gradient-checkpointing needs less for training; --force runs it anyway)")
+                print(notes[-1], file=sys.stderr)
+                continue
+            cmd = [sys.executable, __file__, "--variant", name, "--images", tmp, "--resolution", str(res),
+                   "--device", args.device, "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--portraits", str(args.portraits), "--denoise-steps", str(args.denoise_steps)]
+            if args.gradient_checkpointing:
+                cmd.append("--gradient-checkpointing")
+            print(f"running {name} at {res} px ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                killed = proc.returncode in (-9, 137)
+                notes.append(f"{name}: {'killed (out of memory?)' if killed else 'failed'} after "
+                             f"{time.perf_counter() - t0:.0f} s: {proc.stderr.strip().splitlines()[-1:] or ''}")
+                print(notes[-1], file=sys.stderr)
+                continue
+            results.append(json.loads(lines[-1][len("RESULT "):]))
+    print_table(results, notes, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "notes": notes}, indent=1))
+    return 0 if results else 1
+
+
+def print_table(results: list[dict], notes: list[str], args) -> None:
+    import torch
+
+    gpu = args.device.startswith("cuda")
+    where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads, fp32"
+    mem = "peak VRAM GiB" if gpu else "peak RSS GiB"
+    print(f"\nSDXL vs SD 1.5, full-size architectures with random weights; {where}; "
+          f"{args.warmup} warm-up + {args.steps} timed training steps (batch 1, LoRA rank 4, latents cached"
+          f"{', gradient checkpointing' if args.gradient_checkpointing else ''}); portraits: {args.denoise_steps} "
+          f"DDIM steps with CFG + VAE decode")
+    print(f"{'variant':<15} {'px':>5} {'UNet M':>7} {'s/step':>8} {'best':>7} {'s/portrait':>10} {mem:>14} "
+          f"{'steps GiB':>9} {'setup s':>8}")
+    for r in results:
+        train = r["variant"].endswith("train")
+        print(f"{r['variant']:<15} {r['resolution']:>5} {r['unet_params_m']:>7.0f} "
+              f"{(r['s_per_step'] if train else float('nan')):>8.2f} {(r['best_s_per_step'] if train else float('nan')):>7.2f} "
+              f"{(float('nan') if train else r['best_s_per_portrait']):>10.2f} {r['peak_gb']:>14.2f} "
+              f"{(r['step_peak_gb'] if train else float('nan')):>9.2f} {(r['setup_s'] if train else r['encode_s']):>8.1f}")
+    by = {r["variant"]: r for r in results}
+    for kind, key in (("train", "best_s_per_step"), ("portrait", "best_s_per_portrait")):
+        a, b = by.get(f"sd15 {kind}"), by.get(f"sdxl {kind}")
+        if a and b:
+            sizes = "" if a["resolution"] == b["resolution"] else f" (SDXL at {b['resolution']} px, SD 1.5 at {a['resolution']} px)"
+            print(f"{kind}: SDXL / SD 1.5 = {b[key] / a[key]:.2f}x the time, "
+                  f"{b['peak_gb'] / a['peak_gb']:.2f}x the peak memory{sizes}")
+    print("best: fastest timed step/portrait (least disturbed by other load); setup s: building the latent/text cache "
+          "(train) or encoding the prompt (portrait); steps GiB: peak during the training steps alone")
+    for n in notes:
+        print("note: " + n)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
