@@ -31,14 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import CAPTION, _child_env, _sync, build_sd15, time_steps, write_images  # noqa: E402
+from bench_train import CAPTION, _sync, build_sd15, run_variant_process, time_steps, write_images  # noqa: E402
 
 FAMILIES = ("sd15", "sdxl")
 KINDS = ("train", "portrait")
@@ -165,11 +164,11 @@ def run_portrait(family: str, args) -> dict:
     pipe.set_progress_bar_config(disable=True)
     build = time.perf_counter() - t0
     res, negative = args.resolution, "blurry, low quality"
-    times: dict[str, list[float]] = {"encode": [], "denoise+decode": []}
+    times: dict[str, list[float]] = {"encode": [], "denoise+decode": [], "cpu": []}
     reset_peak(args.device)
     for _ in range(args.warmup + args.portraits):
         _sync(args.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with torch.no_grad():
             if family == "sdxl":
                 pe, npe, pooled, npooled = pipe.encode_prompt(CAPTION, device=args.device, negative_prompt=negative,
@@ -191,10 +190,12 @@ def run_portrait(family: str, args) -> dict:
         t2 = time.perf_counter()
         times["encode"].append(t1 - t0)
         times["denoise+decode"].append(t2 - t1)
+        times["cpu"].append(time.process_time() - c0)
     timed = {k: v[args.warmup:] for k, v in times.items()}
     per = [a + b for a, b in zip(timed["encode"], timed["denoise+decode"])]
     return dict(unet_params_m=unet_m, build_s=build, s_per_portrait=sum(per) / len(per), best_s_per_portrait=min(per),
-                encode_s=min(timed["encode"]), peak_gb=peak_gb(args.device),
+                encode_s=min(timed["encode"]), cpu_s_per_portrait=sum(timed["cpu"]) / len(timed["cpu"]),
+                peak_gb=peak_gb(args.device),
                 precision="fp16" if gpu else "fp32")
 
 
@@ -271,15 +272,14 @@ def main() -> int:
                 cmd.append("--gradient-checkpointing")
             print(f"running {name} at {res} px ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode or not lines:
+            result, proc = run_variant_process(cmd)
+            if result is None:
                 killed = proc.returncode in (-9, 137)
                 notes.append(f"{name}: {'killed (out of memory?)' if killed else 'failed'} after "
                              f"{time.perf_counter() - t0:.0f} s: {proc.stderr.strip().splitlines()[-1:] or ''}")
                 print(notes[-1], file=sys.stderr)
                 continue
-            results.append(json.loads(lines[-1][len("RESULT "):]))
+            results.append(result)
     print_table(results, notes, args)
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "notes": notes}, indent=1))
@@ -296,23 +296,26 @@ def print_table(results: list[dict], notes: list[str], args) -> None:
           f"{args.warmup} warm-up + {args.steps} timed training steps (batch 1, LoRA rank 4, latents cached"
           f"{', gradient checkpointing' if args.gradient_checkpointing else ''}); portraits: {args.denoise_steps} "
           f"DDIM steps with CFG + VAE decode")
-    print(f"{'variant':<15} {'px':>5} {'UNet M':>7} {'s/step':>8} {'best':>7} {'s/portrait':>10} {mem:>14} "
-          f"{'steps GiB':>9} {'setup s':>8}")
+    print(f"{'variant':<15} {'px':>5} {'UNet M':>7} {'wall s':>8} {'best s':>7} {'cpu s':>8} {mem:>14} "
+          f"{'steps GiB':>9} {'setup s':>8}   (train: per step; portrait: per portrait)")
     for r in results:
         train = r["variant"].endswith("train")
-        print(f"{r['variant']:<15} {r['resolution']:>5} {r['unet_params_m']:>7.0f} "
-              f"{(r['s_per_step'] if train else float('nan')):>8.2f} {(r['best_s_per_step'] if train else float('nan')):>7.2f} "
-              f"{(float('nan') if train else r['best_s_per_portrait']):>10.2f} {r['peak_gb']:>14.2f} "
-              f"{(r['step_peak_gb'] if train else float('nan')):>9.2f} {(r['setup_s'] if train else r['encode_s']):>8.1f}")
+        wall, best, cpu = ((r["s_per_step"], r["best_s_per_step"], r["cpu_s_per_step"]) if train else
+                           (r["s_per_portrait"], r["best_s_per_portrait"], r["cpu_s_per_portrait"]))
+        print(f"{r['variant']:<15} {r['resolution']:>5} {r['unet_params_m']:>7.0f} {wall:>8.2f} {best:>7.2f} {cpu:>8.2f} "
+              f"{r['peak_gb']:>14.2f} {(r['step_peak_gb'] if train else float('nan')):>9.2f} "
+              f"{(r['setup_s'] if train else r['encode_s']):>8.1f}")
     by = {r["variant"]: r for r in results}
-    for kind, key in (("train", "best_s_per_step"), ("portrait", "best_s_per_portrait")):
+    for kind, key in (("train", "_per_step"), ("portrait", "_per_portrait")):
         a, b = by.get(f"sd15 {kind}"), by.get(f"sdxl {kind}")
         if a and b:
             sizes = "" if a["resolution"] == b["resolution"] else f" (SDXL at {b['resolution']} px, SD 1.5 at {a['resolution']} px)"
-            print(f"{kind}: SDXL / SD 1.5 = {b[key] / a[key]:.2f}x the time, "
-                  f"{b['peak_gb'] / a['peak_gb']:.2f}x the peak memory{sizes}")
-    print("best: fastest timed step/portrait (least disturbed by other load); setup s: building the latent/text cache "
-          "(train) or encoding the prompt (portrait); steps GiB: peak during the training steps alone")
+            print(f"{kind}: SDXL / SD 1.5 = {b['best_s' + key] / a['best_s' + key]:.2f}x the time (best wall), "
+                  f"{b['cpu_s' + key] / a['cpu_s' + key]:.2f}x (CPU time), {b['peak_gb'] / a['peak_gb']:.2f}x the peak "
+                  f"memory{sizes}")
+    print("best s: fastest timed step/portrait; cpu s: process CPU time over all threads (on a shared machine the "
+          "figure least disturbed by other load); setup s: building the latent/text cache (train) or encoding the "
+          "prompt (portrait); steps GiB: peak during the training steps alone")
     for n in notes:
         print("note: " + n)
 

@@ -280,6 +280,13 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
+def run_variant_process(cmd: list[str]) -> tuple[dict | None, subprocess.CompletedProcess]:
+    """Run one variant in its own process (passive OpenMP waits) and read its ``RESULT`` JSON line."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    return (json.loads(lines[-1][len("RESULT "):]) if proc.returncode == 0 and lines else None), proc
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolution", type=int, default=256)
@@ -311,12 +318,11 @@ def main() -> int:
             if args.gradient_checkpointing:
                 cmd.append("--gradient-checkpointing")
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode or not lines:
+            result, proc = run_variant_process(cmd)
+            if result is None:
                 print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
                 return 1
-            results.append(json.loads(lines[-1][len("RESULT "):]))
+            results.append(result)
 
     breakdown = [r for r in results if r["variant"] == "breakdown"]
     results = [r for r in results if r["variant"] != "breakdown"]

@@ -15,39 +15,11 @@ from facechain.diffusion.family import FamilyMismatchError
 from facechain.fact.config import ADAPTER_FILE, ENCODER_FILE, MANIFEST_FILE
 from facechain.fact.integration import FactSession
 from facechain.fact.models import adapter_family, load_fact
-from facechain.fact.preprocess import prepare_face_photo
-from facechain.fact.testing import tiny_fact_config, tiny_fact_model
+from facechain.fact.testing import tiny_fact_model
 from facechain.testing.tiny import tiny_sdxl_controlnet, tiny_sdxl_pipeline, tiny_unet
 from tests.cli_helpers import run_cli
-
-STEPS = dict(num_inference_steps=2, height=64, width=64, output_type="np")
-
-
-def _gen():
-    return torch.Generator().manual_seed(0)
-
-
-@pytest.fixture(scope="module")
-def obama(faces_dir):
-    return prepare_face_photo(faces_dir / "obama" / "obama_small.jpg")
-
-
-@pytest.fixture(scope="module")
-def tiny_sdxl_dir(tmp_path_factory):
-    from facechain.testing.tiny import save_tiny_sdxl
-
-    return save_tiny_sdxl(tmp_path_factory.mktemp("fact-sdxl") / "sdxl")
-
-
-@pytest.fixture(scope="module")
-def encoder_file(tmp_path_factory):
-    from facechain.fact.checkpoint import save_safetensors
-    from facechain.fact.encoder import FaceEncoder
-
-    torch.manual_seed(0)
-    cfg = tiny_fact_config(32)
-    return save_safetensors(tmp_path_factory.mktemp("enc") / ENCODER_FILE, FaceEncoder(cfg).eval(), cfg, "encoder")
-
+from tests.test_fact_adapter import STEPS, _gen, obama  # noqa: F401 (obama: a fixture)
+from tests.test_fact_training import encoder_file  # noqa: F401 (a fixture)
 
 @pytest.fixture(scope="module")
 def sd15_adapter_dir(tmp_path_factory):

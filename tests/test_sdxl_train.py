@@ -20,13 +20,6 @@ from tests.test_train import RES, write_prepared
 
 
 @pytest.fixture(scope="module")
-def tiny_sdxl_dir(tmp_path_factory):
-    from facechain.testing.tiny import save_tiny_sdxl
-
-    return save_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl") / "sdxl")
-
-
-@pytest.fixture(scope="module")
 def prepared(tmp_path_factory, faces_dir):
     return write_prepared(tmp_path_factory.mktemp("prep-xl") / "obama", faces_dir)
 

@@ -149,17 +149,20 @@ def tiny_sd_pipeline(seed: int = 0):
                                    requires_safety_checker=False)
 
 
+def _saved(model, folder: Path | str) -> Path:
+    """``model.save_pretrained`` (pipeline or model) as safetensors; the folder's path."""
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 def save_tiny_sd(folder: Path | str, seed: int = 0) -> Path:
     """Write a tiny SD 1.5-architecture diffusers folder (safetensors) and return its path."""
-    folder = Path(folder)
-    tiny_sd_pipeline(seed).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return _saved(tiny_sd_pipeline(seed), folder)
 
 
 def save_tiny_controlnet(folder: Path | str, seed: int = 0) -> Path:
-    folder = Path(folder)
-    tiny_controlnet(seed).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return _saved(tiny_controlnet(seed), folder)
 
 
 def tiny_sdxl_components(seed: int = 0, unet_in_channels: int = 4) -> dict:
@@ -183,15 +186,11 @@ def tiny_sdxl_pipeline(seed: int = 0):
 
 def save_tiny_sdxl(folder: Path | str, seed: int = 0) -> Path:
     """Write a tiny SDXL-architecture diffusers folder (safetensors) and return its path."""
-    folder = Path(folder)
-    tiny_sdxl_pipeline(seed).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return _saved(tiny_sdxl_pipeline(seed), folder)
 
 
 def save_tiny_sdxl_controlnet(folder: Path | str, seed: int = 0) -> Path:
-    folder = Path(folder)
-    tiny_sdxl_controlnet(seed).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return _saved(tiny_sdxl_controlnet(seed), folder)
 
 
 def save_tiny_lora(folder: Path | str, unet, seed: int = 0, scale: float = 0.2) -> Path:
