@@ -8,15 +8,21 @@ text encoders, the SDXL VAE); the tiny in-memory CLIP tokenizer stands in for th
 * ``<family> train``    -- facechain's ``LoraTrainer`` (rank 4 on to_q/k/v/out, latents and text
   conditioning cached -- for SDXL both encoders, the pooled embedding and the size/crop ids):
   setup (building the cache) and s/step of warm training steps;
-* ``<family> portrait`` -- text-to-image with classifier-free guidance: prompt encoding, a few
-  denoising steps (DDIM for both families, one UNet call per step), VAE decode. On CPU the text
-  encoders are dropped once the prompt is encoded (SDXL's do not fit beside its UNet and the VAE
-  decode in this machine's memory otherwise); the same for both families.
+* ``<family> portrait`` -- text-to-image with classifier-free guidance: the prompt and negative
+  prompt encoded by the full text encoders (timed), which are then dropped, and a few denoising
+  steps (DDIM for both families, one UNet call per step) + VAE decode (timed) -- the order that
+  lets SDXL's fp32 UNet and VAE decode fit beside other work in this machine's memory; the same
+  for both families.
+
+``--light-text-encoders`` builds the training variants' text encoders with one layer at the real
+widths: the cached conditioning has the real shapes, so the training steps (s/step, step memory)
+are exactly the family's, while setup time and setup memory are not -- for machines where SDXL's
+3.3 GB of text encoders do not fit beside its 10 GB UNet while the cache is built.
 
 Usage (heavy: ~15 min on a 2-core CPU; run one at a time)::
 
     flock /tmp/facechain-heavy.lock python benchmarks/bench_sdxl.py                   # CPU, 512 px, fp32
-    python benchmarks/bench_sdxl.py --gradient-checkpointing                         # less training memory
+    python benchmarks/bench_sdxl.py --gradient-checkpointing --light-text-encoders   # what fits in ~13 GiB
     python benchmarks/bench_sdxl.py --device cuda                                    # GPU: each at its native
                                                                                      # size (SD 1.5 512, SDXL 1024)
 
@@ -29,6 +35,7 @@ enough memory is free and skips the variant with a note otherwise (``--force`` r
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import re
 import sys
@@ -43,22 +50,17 @@ FAMILIES = ("sd15", "sdxl")
 KINDS = ("train", "portrait")
 VARIANTS = tuple(f"{f} {k}" for f in FAMILIES for k in KINDS)
 NATIVE = {"sd15": 512, "sdxl": 1024}
-# fp32 CPU memory a variant needs (GiB, measured at 512 px; with a margin), checked before starting
-NEEDS_GB = {"sd15 train": 9, "sd15 portrait": 7, "sdxl train": 19, "sdxl portrait": 16}
-NEEDS_GB_CHECKPOINTING = {"sd15 train": 7, "sdxl train": 16}
+# fp32 CPU memory a variant needs (GiB at 512 px, with a margin), checked before it starts
+NEEDS_GB = {"sd15 train": 7, "sd15 portrait": 5, "sdxl train": 19, "sdxl portrait": 13}
+NEEDS_GB_LIGHT = {"sd15 train": 6.5, "sdxl train": 16}  # --light-text-encoders
+CHECKPOINTING_SAVES_GB = {"sd15 train": 1.5, "sdxl train": 3.5}
 
 
-# --- full-size SDXL, random weights ---------------------------------------------------------------
-def build_sdxl(seed: int = 0):
-    """(unet, vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2, scheduler) with SDXL 1.0's configs."""
-    import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+# --- full-size architectures, random weights ----------------------------------------------------------
+def sdxl_unet():
+    from diffusers import UNet2DConditionModel
 
-    from facechain.testing.tiny import tiny_tokenizer
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
@@ -66,27 +68,61 @@ def build_sdxl(seed: int = 0):
         use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
         projection_class_embeddings_input_dim=2816,
     )
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=1024,
-                        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.13025, force_upcast=True)
-    common = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1)
-    te1 = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                       num_attention_heads=12, hidden_act="quick_gelu", projection_dim=768, **common))
-    te2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
-                                                     num_attention_heads=20, hidden_act="gelu", projection_dim=1280,
-                                                     **common))
-    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              num_train_timesteps=1000, clip_sample=False)
-    return unet, vae, te1, te2, tiny_tokenizer(77), tiny_tokenizer(77), scheduler
 
 
-def components(family: str):
+def sdxl_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=1024,
+                         block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.13025, force_upcast=True)
+
+
+# (width, MLP width, layers, heads, activation, with projection): CLIP ViT-L (both families), OpenCLIP bigG
+_TEXT_ENCODERS = {"sd15": [(768, 3072, 12, 12, "quick_gelu", False)],
+                  "sdxl": [(768, 3072, 12, 12, "quick_gelu", False), (1280, 5120, 32, 20, "gelu", True)]}
+
+
+def text_encoders(family: str, layers: int | None = None) -> list:
+    """The family's CLIP text encoders; ``layers`` overrides their depth (same widths, same output shapes)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    out = []
+    for width, mlp, depth, heads, act, projection in _TEXT_ENCODERS[family]:
+        cfg = CLIPTextConfig(vocab_size=49408, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+                             hidden_size=width, intermediate_size=mlp, num_hidden_layers=layers or depth,
+                             num_attention_heads=heads, hidden_act=act, projection_dim=width)
+        out.append((CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg))
+    return out
+
+
+def components(family: str, light_text_encoders: bool = False, with_text_encoders: bool = True):
+    """SDComponents with random weights. ``light_text_encoders``: one-layer encoders of the real widths
+    (the cached conditioning has the real shapes, so training steps are unaffected; setup is not
+    the family's then). ``with_text_encoders=False``: none (prompts encoded beforehand)."""
+    import torch
+
+    from facechain.testing.tiny import tiny_tokenizer
     from facechain.training.components import SDComponents
 
+    torch.manual_seed(0)
     if family == "sd15":
-        return SDComponents(*build_sd15(), reference="random SD 1.5")
-    unet, vae, te1, te2, tok1, tok2, sched = build_sdxl()
-    return SDComponents(unet, vae, te1, tok1, sched, reference="random SDXL", text_encoder_2=te2, tokenizer_2=tok2)
+        unet, vae, _, tok, sched = build_sd15()  # its full text encoder is dropped here
+        gc.collect()
+    else:
+        unet, vae, tok = sdxl_unet(), sdxl_vae(), tiny_tokenizer(77)
+        sched = _ddpm()
+    encoders = text_encoders(family, 1 if light_text_encoders else None) if with_text_encoders else [None, None]
+    second = encoders[1] if family == "sdxl" and len(encoders) > 1 else None
+    return SDComponents(unet, vae, encoders[0], tok, sched, reference=f"random {family}", text_encoder_2=second,
+                        tokenizer_2=tiny_tokenizer(77) if family == "sdxl" else None)
+
+
+def _ddpm():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                         clip_sample=False)
 
 
 # --- measuring ---------------------------------------------------------------------------------------
@@ -120,7 +156,7 @@ def run_train(family: str, images: list[Path], args) -> dict:
     from facechain.training.trainer import LoraTrainer
 
     t0 = time.perf_counter()
-    comps = components(family)
+    comps = components(family, light_text_encoders=args.light_text_encoders)
     unet_m = params_m(comps.unet)
     build = time.perf_counter() - t0
     cfg = TrainConfig(base_model="random", resolution=args.resolution, steps=args.warmup + args.steps, eval_samples=0,
@@ -128,6 +164,7 @@ def run_train(family: str, images: list[Path], args) -> dict:
     t0 = time.perf_counter()
     trainer = LoraTrainer(comps, [TrainingExample(p, CAPTION) for p in images], cfg, progress=False)
     del comps  # as in facechain.train: with the cache built, the trainer keeps no VAE or text encoder
+    gc.collect()
     setup = time.perf_counter() - t0
     setup_peak = peak_gb(args.device)
     reset_peak(args.device)
@@ -142,61 +179,59 @@ def run_train(family: str, images: list[Path], args) -> dict:
 
 
 def run_portrait(family: str, args) -> dict:
+    """Encode the prompts with the full text encoders, drop them, then denoise + decode (see module doc)."""
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
+    from facechain.diffusion.conditioning import PromptEncoder
+    from facechain.testing.tiny import tiny_tokenizer
+
+    gpu = args.device.startswith("cuda")
+    dtype = torch.float16 if gpu else torch.float32
+    torch.manual_seed(0)
+    encoders = [te.to(args.device, dtype) for te in text_encoders(family)]
+    prompt_encoder = PromptEncoder(encoders, [tiny_tokenizer(77) for _ in encoders])
+    ids = prompt_encoder.tokenize([CAPTION, "blurry, low quality"])
+    with torch.no_grad():
+        prompt_encoder(ids)  # warm-up
+        _sync(args.device)
+        t0 = time.perf_counter()
+        text = prompt_encoder(ids)
+        _sync(args.device)
+        encode_s = time.perf_counter() - t0
+    embeds = dict(prompt_embeds=text.hidden[:1], negative_prompt_embeds=text.hidden[1:])
+    if family == "sdxl":
+        embeds.update(pooled_prompt_embeds=text.pooled[:1], negative_pooled_prompt_embeds=text.pooled[1:])
+    del encoders, prompt_encoder, text
+    gc.collect()
+
     t0 = time.perf_counter()
-    comps = components(family)
+    comps = components(family, with_text_encoders=False)
     unet_m = params_m(comps.unet)
     sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                           set_alpha_to_one=False, steps_offset=1)
+    parts = dict(vae=comps.vae, text_encoder=None, tokenizer=comps.tokenizer, unet=comps.unet, scheduler=sched)
     if family == "sdxl":
-        pipe = StableDiffusionXLPipeline(vae=comps.vae, text_encoder=comps.text_encoder, text_encoder_2=comps.text_encoder_2,
-                                         tokenizer=comps.tokenizer, tokenizer_2=comps.tokenizer_2, unet=comps.unet,
-                                         scheduler=sched)
+        pipe = StableDiffusionXLPipeline(**parts, text_encoder_2=None, tokenizer_2=comps.tokenizer_2)
     else:
-        pipe = StableDiffusionPipeline(vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer,
-                                       unet=comps.unet, scheduler=sched, safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False)
+        pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     del comps
-    gpu = args.device.startswith("cuda")
-    pipe.to(args.device, torch.float16 if gpu else torch.float32)
+    pipe.to(args.device, dtype)
     pipe.set_progress_bar_config(disable=True)
     build = time.perf_counter() - t0
-    res, negative = args.resolution, "blurry, low quality"
-    times: dict[str, list[float]] = {"encode": [], "denoise+decode": [], "cpu": []}
-    reset_peak(args.device)
-    for _ in range(args.warmup + args.portraits):
+    walls, cpus = [], []
+    for i in range(args.warmup + args.portraits):
         _sync(args.device)
         t0, c0 = time.perf_counter(), time.process_time()
-        with torch.no_grad():
-            if family == "sdxl":
-                pe, npe, pooled, npooled = pipe.encode_prompt(CAPTION, device=args.device, negative_prompt=negative,
-                                                              do_classifier_free_guidance=True)
-                embeds = dict(prompt_embeds=pe, negative_prompt_embeds=npe, pooled_prompt_embeds=pooled,
-                              negative_pooled_prompt_embeds=npooled)
-            else:
-                pe, npe = pipe.encode_prompt(CAPTION, args.device, 1, True, negative_prompt=negative)
-                embeds = dict(prompt_embeds=pe, negative_prompt_embeds=npe)
+        pipe(**embeds, num_inference_steps=args.denoise_steps, guidance_scale=7.0, height=args.resolution,
+             width=args.resolution, generator=torch.Generator().manual_seed(0), output_type="np")
         _sync(args.device)
-        t1 = time.perf_counter()
-        if not gpu and pipe.text_encoder is not None:  # see the module docstring
-            pipe.text_encoder = None
-            if family == "sdxl":
-                pipe.text_encoder_2 = None
-        pipe(**embeds, num_inference_steps=args.denoise_steps, guidance_scale=7.0, height=res, width=res,
-             generator=torch.Generator().manual_seed(0), output_type="np")
-        _sync(args.device)
-        t2 = time.perf_counter()
-        times["encode"].append(t1 - t0)
-        times["denoise+decode"].append(t2 - t1)
-        times["cpu"].append(time.process_time() - c0)
-    timed = {k: v[args.warmup:] for k, v in times.items()}
-    per = [a + b for a, b in zip(timed["encode"], timed["denoise+decode"])]
-    return dict(unet_params_m=unet_m, build_s=build, s_per_portrait=sum(per) / len(per), best_s_per_portrait=min(per),
-                encode_s=min(timed["encode"]), cpu_s_per_portrait=sum(timed["cpu"]) / len(timed["cpu"]),
-                peak_gb=peak_gb(args.device),
-                precision="fp16" if gpu else "fp32")
+        if i >= args.warmup:
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    return dict(unet_params_m=unet_m, build_s=build, encode_s=encode_s, s_per_portrait=encode_s + sum(walls) / len(walls),
+                best_s_per_portrait=encode_s + min(walls), cpu_s_per_portrait=sum(cpus) / len(cpus),
+                peak_gb=peak_gb(args.device), precision="fp16" if gpu else "fp32")
 
 
 def run_variant(args) -> dict:
@@ -235,6 +270,8 @@ def main() -> int:
     ap.add_argument("--portraits", type=int, default=1, help="timed portraits per variant")
     ap.add_argument("--denoise-steps", type=int, default=4, help="denoising steps per portrait")
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--light-text-encoders", action="store_true",
+                    help="training: one-layer text encoders of the real widths (steps unchanged; less setup memory)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
     ap.add_argument("--force", action="store_true", help="run variants even when too little memory looks free")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -259,17 +296,19 @@ def main() -> int:
                 print(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})", file=sys.stderr)
                 return 2
             res = resolution_for(name, args)
-            need = (NEEDS_GB_CHECKPOINTING if args.gradient_checkpointing else NEEDS_GB).get(name, NEEDS_GB[name])
+            need = (NEEDS_GB_LIGHT if args.light_text_encoders else NEEDS_GB).get(name, NEEDS_GB[name])
+            need -= CHECKPOINTING_SAVES_GB.get(name, 0.0) if args.gradient_checkpointing else 0.0
             if not gpu and not args.force and available_gb() < need * (res / 512) ** 0.5:
-                notes.append(f"{name}: skipped, needs ~{need} GiB at 512 px and {available_gb():.1f} GiB is free "
-                             "(--gradient-checkpointing needs less for training; --force runs it anyway)")
+                notes.append(f"{name}: skipped, needs ~{need:g} GiB at 512 px and {available_gb():.1f} GiB is free "
+                             "(--gradient-checkpointing and --light-text-encoders need less for training; "
+                             "--force runs it anyway)")
                 print(notes[-1], file=sys.stderr)
                 continue
             cmd = [sys.executable, __file__, "--variant", name, "--images", tmp, "--resolution", str(res),
                    "--device", args.device, "--steps", str(args.steps), "--warmup", str(args.warmup),
                    "--portraits", str(args.portraits), "--denoise-steps", str(args.denoise_steps)]
-            if args.gradient_checkpointing:
-                cmd.append("--gradient-checkpointing")
+            cmd += [flag for flag, on in (("--gradient-checkpointing", args.gradient_checkpointing),
+                                          ("--light-text-encoders", args.light_text_encoders)) if on]
             print(f"running {name} at {res} px ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             result, proc = run_variant_process(cmd)
@@ -294,8 +333,9 @@ def print_table(results: list[dict], notes: list[str], args) -> None:
     mem = "peak VRAM GiB" if gpu else "peak RSS GiB"
     print(f"\nSDXL vs SD 1.5, full-size architectures with random weights; {where}; "
           f"{args.warmup} warm-up + {args.steps} timed training steps (batch 1, LoRA rank 4, latents cached"
-          f"{', gradient checkpointing' if args.gradient_checkpointing else ''}); portraits: {args.denoise_steps} "
-          f"DDIM steps with CFG + VAE decode")
+          f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
+          f"{', one-layer text encoders for the cache' if args.light_text_encoders else ''}); portraits: "
+          f"{args.denoise_steps} DDIM steps with CFG + VAE decode")
     print(f"{'variant':<15} {'px':>5} {'UNet M':>7} {'wall s':>8} {'best s':>7} {'cpu s':>8} {mem:>14} "
           f"{'steps GiB':>9} {'setup s':>8}   (train: per step; portrait: per portrait)")
     for r in results:
