@@ -25,7 +25,32 @@ def register(sub, common) -> None:
     p.add_argument("--max-upload-bytes", type=int, help="largest file accepted (default 25 MiB)")
     p.add_argument("--max-upload-pixels", type=int, help="largest image accepted, in pixels (default 64,000,000)")
     p.add_argument("--max-upload-files", type=int, help="most files in one upload request (default 64)")
+    add_executor_options(p)
     p.set_defaults(func=run)
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    """Where jobs run: here (local worker processes) or on a Ray cluster (also used by 'facechain batch')."""
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="run jobs in local worker processes (default) or on a Ray cluster (pip install 'facechain[ray]')")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="the Ray cluster: 'auto' (one running on this machine), 'ray://HOST:PORT' (Ray Client) or "
+                        "HOST:PORT (default: $RAY_ADDRESS, else a new local Ray)")
+    p.add_argument("--ray-resources", action="append", default=[], metavar="KIND=JSON",
+                   help="Ray resources of the workers for a job kind, e.g. 'generate={\"num_gpus\": 0.5}' "
+                        "(default: GPU kinds {\"num_gpus\": 1, \"num_cpus\": 1}, prepare {\"num_cpus\": 1}); repeatable")
+    p.add_argument("--ray-workers", type=int, metavar="N",
+                   help="warm GPU workers to keep (default: as many as the cluster's resources fit)")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                   help="with --executor ray: a job whose worker died N times ends failed (default 3)")
+
+
+def executor_settings(args: argparse.Namespace) -> dict:
+    """ServiceSettings fields from :func:`add_executor_options`' flags."""
+    from ..service.ray_executor import parse_resources
+
+    return {"executor": args.executor, "ray_address": args.ray_address, "ray_resources": parse_resources(args.ray_resources),
+            "ray_workers": args.ray_workers, "max_attempts": args.max_attempts}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,10 +68,16 @@ def run(args: argparse.Namespace) -> int:
     limits = {k: getattr(args, k) for k in ("max_upload_bytes", "max_upload_pixels", "max_upload_files")
               if getattr(args, k) is not None}
     settings = ServiceSettings(host=args.host, port=args.port, token=args.token, workers=args.workers,
-                               cpu_workers=args.cpu_workers, model_roots=args.model_root, **limits)
+                               cpu_workers=args.cpu_workers, model_roots=args.model_root, **limits,
+                               **executor_settings(args))
     settings.check_binding()
     logging.getLogger("facechain").setLevel(logging.INFO)
+    app = create_app(settings)
+    if settings.executor == "ray":  # connect and check the cluster's storage now: refuse to start with one line
+        app.state.service.executor.start()  # (idempotent: the app's start-up finds it running)
     print(f"facechain serve: http://{args.host}:{args.port}/v1 (API docs: /docs), jobs in {settings.root}"
-          f"{', token required' if settings.token else ''}", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+          f"{', token required' if settings.token else ''}{', on Ray' if settings.executor == 'ray' else ''}",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0
+

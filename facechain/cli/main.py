@@ -31,6 +31,7 @@ VERB_MODULES = [
     "cmd_train_adapter",
     "cmd_models",
     "cmd_serve",
+    "cmd_batch",
 ]
 
 

@@ -32,6 +32,12 @@ class ServiceSettings:
     max_json_bytes: int = 2**20  # request bodies other than uploads
     model_roots: list[Path] = field(default_factory=list)  # local folders a job's model references may point into
     cancel_grace_s: float = 30.0  # a running job that ignores its cancel this long has its worker killed
+    executor: str = "local"  # "local" (worker processes here) or "ray" (a Ray cluster; see ray_executor.py)
+    ray_address: str | None = None  # "auto", "ray://host:port", "host:port"; None: RAY_ADDRESS or a local Ray
+    ray_resources: dict[str, dict] = field(default_factory=dict)  # kind -> Ray resources of its workers
+    ray_workers: int | None = None  # warm workers per GPU-kind pool; None: as many as the cluster's resources fit
+    ray_routing: bool = True  # give a warm worker the jobs for the base model it holds first
+    max_attempts: int = 3  # a job whose worker died this many times ends failed (Ray executor)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -40,7 +46,11 @@ class ServiceSettings:
         self.model_roots = [Path(p).expanduser().resolve() for p in self.model_roots]
         if self.cpu_workers < 0:
             raise ConfigError(f"--cpu-workers must not be negative, got {self.cpu_workers}")
-        for name in ("workers", "max_upload_bytes", "max_upload_pixels", "max_upload_files"):
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"--executor must be 'local' or 'ray', got {self.executor!r}")
+        if self.ray_workers is not None and self.ray_workers < 1:
+            raise ConfigError(f"--ray-workers must be at least 1, got {self.ray_workers}")
+        for name in ("workers", "max_upload_bytes", "max_upload_pixels", "max_upload_files", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
