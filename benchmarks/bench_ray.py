@@ -51,27 +51,24 @@ def wait(store, job_id: str, poll: float = 0.01, timeout: float = 600.0):
     raise TimeoutError(job_id)
 
 
-def sequential(service, n: int, base: Path) -> list[float]:
-    """Submit -> succeeded seconds of ``n`` tiny jobs, one after the other."""
-    out = []
-    for i in range(n):
-        t = time.perf_counter()
-        job, _ = service.submit_job("generate", {**GEN, "seed": i, "base_model": str(base)})
-        wait(service.store, job.id)
-        out.append(time.perf_counter() - t)
-    return out
+def one_job(service, i: int, base: Path) -> tuple[float, float]:
+    """(submit -> succeeded seconds as a client sees it, seconds the job ran in its worker)."""
+    t = time.perf_counter()
+    job, _ = service.submit_job("generate", {**GEN, "seed": i, "base_model": str(base)})
+    done = wait(service.store, job.id)
+    latency = time.perf_counter() - t
+    placement = (done.result or {}).get("placement")
+    ran = placement["seconds"] if placement else done.finished - done.started  # Ray: timed in the actor
+    return latency, ran
 
 
-def direct(n: int, base: Path) -> list[float]:
+def direct(i: int, base: Path) -> float:
     import facechain
 
     params = {k: v for k, v in GEN.items() if k != "person"}
-    out = []
-    for i in range(n):
-        t = time.perf_counter()
-        facechain.generate("bench", seed=i, progress=False, base_model=str(base), **params)
-        out.append(time.perf_counter() - t)
-    return out
+    t = time.perf_counter()
+    facechain.generate("bench", seed=i, progress=False, base_model=str(base), **params)
+    return time.perf_counter() - t
 
 
 def service_for(executor: str, root: Path, address: str | None = None, routing: bool = True, models: Path | None = None):
@@ -138,25 +135,30 @@ def main() -> None:
         cluster = LocalRayCluster(root / "ray", [NodeSpec(num_cpus=2, num_gpus=1), NodeSpec(num_cpus=2, num_gpus=1)]).start()
         address = cluster.address
         print(f"two-node Ray cluster up in {time.perf_counter() - t:.1f} s", flush=True)
-    rows, startup, batch = {}, {}, {}
+    rows: dict[str, list[tuple[float, float]]] = {"Python API (direct)": [], "local executor": [], "Ray executor": []}
+    startup, batch = {}, {}
     try:
-        rows["Python API (direct)"] = direct(args.jobs, base)
         local = service_for("local", home / "service-local", models=models)
+        t = time.perf_counter()
+        ray_svc = service_for("ray", home / "service-ray", address, True, models)
+        ready_workers(ray_svc, 2)
+        startup["Ray executor"] = time.perf_counter() - t  # connect, storage check, warm workers started
         try:
-            rows["local executor"] = sequential(local, args.jobs, base)
+            for i in range(args.jobs):  # interleaved: all three paths see the same machine load
+                d = direct(i, base)
+                rows["Python API (direct)"].append((d, d))
+                rows["local executor"].append(one_job(local, i, base))
+                rows["Ray executor"].append(one_job(ray_svc, i, base))
         finally:
             local.executor.stop()
-        for routing in (False, True):
-            t = time.perf_counter()
-            svc = service_for("ray", home / f"service-ray-{routing}", address, routing, models)
+            ray_svc.executor.stop()
+        for routing in (False, True):  # fresh workers each time: nothing loaded before the batch
+            fresh = service_for("ray", home / f"service-ray-batch-{routing}", address, routing, models)
             try:
-                ready_workers(svc, 2)
-                startup["Ray executor"] = time.perf_counter() - t  # actors started, storage checked
-                if routing:
-                    rows["Ray executor"] = sequential(svc, args.jobs, base)
-                batch[routing] = mixed_batch(svc, bases, args.batch)
+                ready_workers(fresh, 2)
+                batch[routing] = mixed_batch(fresh, bases, args.batch)
             finally:
-                svc.executor.stop()
+                fresh.executor.stop()
     finally:
         if cluster is not None:
             import ray
@@ -165,14 +167,18 @@ def main() -> None:
                 ray.shutdown()
             cluster.stop()
 
-    warm_direct = statistics.median(rows["Python API (direct)"][1:])
-    print(f"\n1. per-job latency, tiny generate job (64 px, 2 steps, 1 image), {args.jobs} jobs one at a time\n")
-    print(f"{'path':<24}{'start-up s':>12}{'cold job s':>12}{'warm job s (median)':>22}{'overhead s':>12}")
+    print(f"\n1. per-job cost, tiny generate job (64 px, 2 steps, 1 image), {args.jobs} jobs one at a time per path, "
+          "interleaved\n")
+    print(f"{'path':<22}{'start-up s':>11}{'cold job s':>11}{'warm: latency s':>16}{'in worker s':>12}"
+          f"{'overhead s':>11}")
     for name, times in rows.items():
-        started = f"{startup[name]:.2f}" if name in startup else "-"
-        warm = statistics.median(times[1:])
-        over = "-" if name.startswith("Python") else f"{warm - warm_direct:.3f}"
-        print(f"{name:<24}{started:>12}{times[0]:>12.3f}{warm:>22.3f}{over:>12}")
+        started = f"{startup[name]:.1f}" if name in startup else "-"
+        warm = times[1:]
+        latency = statistics.median(t[0] for t in warm)
+        ran = statistics.median(t[1] for t in warm)
+        over = "-" if name.startswith("Python") else f"{statistics.median(t[0] - t[1] for t in warm):.3f}"
+        print(f"{name:<22}{started:>11}{times[0][0]:>11.2f}{latency:>16.3f}{ran:>12.3f}{over:>11}")
+    print("(warm = median of jobs 2..n; overhead = latency - time in the worker: queue, dispatch, result)")
     print(f"\n2. {args.batch}-job mixed batch on {len(bases)} base models, 2 warm Ray workers\n")
     print(f"{'routing':<28}{'base-model loads':>18}{'warm starts':>13}{'wall s':>9}")
     for routing, label in ((False, "off (first come, first served)"), (True, "on (warm worker first)")):

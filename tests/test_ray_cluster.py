@@ -50,13 +50,15 @@ def _wait(store, job_id: str, timeout: float = 300.0):
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
+    """Started in the background (Ray's start-up is mostly waiting): the local reference run goes meanwhile."""
     from facechain.testing.ray_cluster import LocalRayCluster, NodeSpec
 
     c = LocalRayCluster(tmp_path_factory.mktemp("ray"), [NodeSpec(num_cpus=2, num_gpus=1), NodeSpec(num_cpus=2, num_gpus=1)])
-    c.start()
+    starting = c.start_in_background()
     try:
-        yield c
+        yield SimpleNamespace(cluster=c, ready=starting)
     finally:
+        starting.wait()
         if ray.is_initialized():
             ray.shutdown()
         c.stop()
@@ -79,7 +81,7 @@ def ray_service(cluster, ray_home, tiny_sd_dir):
         mp.setenv("FACECHAIN_HOME", str(ray_home))
         mp.setenv("FACECHAIN_OFFLINE", "1")
         mp.setenv("HF_HUB_OFFLINE", "1")
-        settings = ServiceSettings(root=ray_home / "service", executor="ray", ray_address=cluster.address,
+        settings = ServiceSettings(root=ray_home / "service", executor="ray", ray_address=cluster.ready.wait(),
                                    model_roots=[tiny_sd_dir.parent, ray_home / "models"])
         store = JobStore(settings.root)
         uploads = UploadStore(store, settings.uploads_dir, max_bytes=settings.max_upload_bytes,
@@ -125,7 +127,7 @@ def _pixels(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.int16)
 
 
-def test_batch_on_ray_completes_and_matches_the_local_executor(on_ray_home, local_batch, faces_dir, tiny_sd_dir):
+def test_batch_on_ray_completes_and_matches_the_local_executor(cluster, local_batch, on_ray_home, faces_dir, tiny_sd_dir):
     from facechain.batch import parse_plan, run_batch
 
     service = on_ray_home

@@ -271,3 +271,13 @@ def test_batch_cli_refuses_bad_input_with_one_line(tmp_path):
     (tmp_path / "ok.yaml").write_text(json.dumps({"people": [{"name": "a", "styles": ["film"]}]}))
     code, _, err = run_cli("batch", tmp_path / "ok.yaml", "--executor", "ray", "--ray-resources", "train")
     assert code == 2 and "KIND=JSON" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unreachable_cluster_is_a_one_line_error_at_once(tmp_path):
+    pytest.importorskip("fastapi")
+    code, _, err = run_cli("serve", "--executor", "ray", "--ray-address", "127.0.0.1:1")
+    assert code == 2 and "cannot connect to the Ray cluster at 127.0.0.1:1" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "ok.yaml").write_text(json.dumps({"people": [{"name": "a", "styles": ["film"]}]}))
+    code, _, err = run_cli("batch", tmp_path / "ok.yaml", "--executor", "ray", "--ray-address", "not-an-address")
+    assert code == 2 and "expected HOST:PORT" in err
+    assert not (tmp_path / "ok-results").exists()

@@ -301,12 +301,12 @@ def run_batch(plan: str | Path | BatchPlan, *, executor: str | Executor = "local
                           max_pixels=settings.max_upload_pixels)
     t0 = time.monotonic()
     run = BatchRun(the_plan, store, uploads, settings)
-    run.submit_all()
     own = isinstance(executor, str)
     runner = make_executor(settings, store) if own else executor
     if own:
-        runner.start()
+        runner.start()  # first: an unreachable cluster stops the batch before anything is queued
     try:
+        run.submit_all()
         run.wait(runner, poll_s)
     finally:
         if own:

@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -166,6 +167,9 @@ class RayExecutor:
         ray = _import_ray()
         if not ray.is_initialized():
             address = self.settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+            problem = unreachable(address)
+            if problem:  # ray.init would retry for minutes
+                raise FacechainError(f"cannot connect to the Ray cluster at {address}: {problem}")
             try:
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -375,6 +379,8 @@ class RayExecutor:
         # drains first: a job's last progress events go in before its end state
         for ref in sorted(done, key=lambda r: refs[r][1] != "drain"):
             slot, what = refs[ref]
+            if ref != {"ready": slot.ready_ref, "run": slot.run_ref, "drain": slot.drain_ref}[what]:
+                continue  # its worker was already given up in this turn
             try:
                 value = ray.get(ref)
             except Exception as e:
@@ -527,6 +533,21 @@ class RayExecutor:
                 pass
         for pool in self.pools:
             pool.workers.clear()
+
+
+def unreachable(address: str | None, timeout: float = 5.0) -> str | None:
+    """Why ``host:port`` (or ``ray://host:port``) does not answer a TCP connect; None if it does (or is ``auto``)."""
+    if not address or address in ("auto", "local"):
+        return None
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except ValueError:
+        return "expected HOST:PORT, ray://HOST:PORT or auto"
+    except OSError as e:
+        return f"nothing answers at {hostport} ({e.strerror or e})"
+    return None
 
 
 def _upload_ids(job: Job) -> list[str]:

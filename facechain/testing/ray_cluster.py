@@ -19,6 +19,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,10 @@ class LocalRayCluster:
             self._start_node(index, spec, timeout)
         return self
 
+    def start_in_background(self, timeout: float = 180.0) -> "Starting":
+        """Start the nodes in a thread; ``.wait()`` on the result returns the address (or raises)."""
+        return Starting(self, timeout)
+
     def node_pids(self, index: int) -> list[int]:
         """Live processes of node ``index`` (its raylet, agents and workers)."""
         return _live_members({self.groups[index]})
@@ -119,6 +124,27 @@ class LocalRayCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Starting:
+    """A cluster starting in a background thread."""
+
+    def __init__(self, cluster: LocalRayCluster, timeout: float):
+        self.cluster, self.error = cluster, None
+        self._thread = threading.Thread(target=self._run, args=(timeout,), name="ray-cluster-start", daemon=True)
+        self._thread.start()
+
+    def _run(self, timeout: float) -> None:
+        try:
+            self.cluster.start(timeout)
+        except BaseException as e:  # handed to whoever waits
+            self.error = e
+
+    def wait(self) -> str:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.cluster.address
 
 
 def _live_members(groups: set[int]) -> list[int]:
