@@ -244,3 +244,14 @@ def test_job_for_a_base_model_goes_to_the_worker_that_holds_it(on_ray_home, loca
         assert placed["worker"] in holders[str(model.resolve())]  # routed to a worker that held its model
     after = {r["slot"]: r["base_model_loads"] for r in service.executor.describe()}
     assert after == loads  # and nothing was loaded again
+
+    # the REST API shows the cluster's workers, where they run and what they hold
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from facechain.service.app import create_app
+
+    health = TestClient(create_app(service.settings, executor=service.executor)).get("/v1/health").json()
+    gpu = [w for w in health["workers"] if w["pool"].startswith("gpu") and w["ready"]]
+    assert len(gpu) == 2 and all(w["node_id"] and w["pid"] for w in gpu)
+    assert {str(tiny_sd_dir.resolve()), str(other.resolve())} <= {m for w in gpu for m in w["held"]}

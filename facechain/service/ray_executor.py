@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FacechainError
-from .executor import InstanceLock
+from .executor import InstanceLock, LocalExecutor
 from .jobs import Job, JobState
 from .kinds import all_kinds, get_kind
 from .routing import CACHED_KINDS, base_model_key, warm_preference
@@ -58,7 +58,6 @@ PASSED_ENV = ("FACECHAIN_OFFLINE", "HF_HUB_OFFLINE", "HF_HOME", "FACECHAIN_MODEL
 
 _TICK_S = 0.2
 _DRAIN_EVERY_S = 0.4
-_RECOVER_EVERY_S = 15.0
 _STOP_GRACE_S = 20.0
 _PROBE_TIMEOUT_S = 180.0
 _RETRY_SPAWN_S = 10.0
@@ -503,15 +502,8 @@ class RayExecutor:
                 slot.pool.workers.remove(slot)
                 ray.kill(slot.actor, no_restart=True)
 
-    def maybe_recover(self, force: bool = False) -> None:
-        t = time.monotonic()
-        if self.lock is None or not (force or t - self._recovered_at > _RECOVER_EVERY_S):
-            return
-        self._recovered_at = t
-        requeued = self.store.recover(self.lock.alive)
-        if requeued:
-            log.warning("re-queued %d job(s) of a stopped server: %s", len(requeued), ", ".join(requeued))
-            self.wake()
+    #: Re-queue running jobs of a server instance that died (same rule and attributes as the local executor).
+    maybe_recover = LocalExecutor.maybe_recover
 
     def _shutdown_workers(self) -> None:
         """Stopping: running jobs end at their next step and go back to the queue; then the actors go."""
