@@ -249,3 +249,12 @@ def test_upload_record_round_trip(store):
     rec = UploadRecord("a" * 64, "x.png", "PNG", 3, 4, 5, 1.0)
     store.add_upload(rec)
     assert store.get_upload("a" * 64) == rec and json.loads(json.dumps(rec.to_json()))["height"] == 4
+
+
+def test_serve_refuses_a_public_address_without_a_token(monkeypatch):
+    from tests.cli_helpers import run_cli
+
+    monkeypatch.delenv("FACECHAIN_API_TOKEN", raising=False)
+    code, _, err = run_cli("serve", "--host", "0.0.0.0", "--port", "1")
+    assert code == 2 and err.count("\n") == 1 and "refusing to listen on 0.0.0.0 without a token" in err
+    assert run_cli("serve", "--workers", "0")[0] == 2

@@ -228,11 +228,14 @@ def _check_role(ctx: ValidationContext, kind: JobKind, name: str, value: Any, ro
         return [ctx.uploads.require(i, name).id for i in ids]
     if role == "name":
         return check_name(name, value)
-    if role in ("identity", "identities"):
+    if role == "identity":
+        _require_identity(ctx, name, check_name(name, value), sub)
+        return value
+    if role == "identities":
         names = [check_name(name, v) for v in _as_list(name, value)]
         for n in names:
             _require_identity(ctx, name, n, sub)
-        return names if role == "identities" or isinstance(value, list) else names[0]
+        return names
     if role == "style":
         return _require_style(ctx, name, check_name(name, value), sub)
     if role == "model":

@@ -9,11 +9,13 @@ its own ``input/`` folder, so reports show the user's file names and nothing can
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +29,7 @@ _EXT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".
         "HEIF": ".heic"}
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+_STALE_S = 3600.0  # a temporary upload file older than this belongs to no request any more
 
 
 def safe_filename(name: str | None, fallback: str, ext: str) -> str:
@@ -41,6 +44,10 @@ class UploadStore:
         self.store, self.folder = store, Path(folder)
         self.max_bytes, self.max_pixels = max_bytes, max_pixels
         (self.folder / "tmp").mkdir(parents=True, exist_ok=True)
+        for stale in (self.folder / "tmp").iterdir():  # left by a server killed mid-upload
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > _STALE_S:
+                    stale.unlink()
 
     def save(self, stream: BinaryIO, filename: str | None) -> UploadRecord:
         """Check and store one uploaded file; :class:`ServiceError` 413/415/422 names the file and reason."""
