@@ -164,11 +164,11 @@ class RayExecutor:
         if self._thread is not None:
             return
         ray = _import_ray()
-        if not ray.is_initialized():
-            address = self.settings.ray_address or os.environ.get("RAY_ADDRESS") or None
-            problem = unreachable(address)
-            if problem:  # ray.init would retry for minutes
-                raise FacechainError(f"cannot connect to the Ray cluster at {address}: {problem}")
+        address = self.settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+        problem = unreachable(address)
+        if problem:  # ray.init would retry for minutes
+            raise FacechainError(f"cannot connect to the Ray cluster at {address}: {problem}")
+        if not ray.is_initialized():  # (a process already connected, e.g. a test session, keeps its connection)
             try:
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as e:

@@ -57,7 +57,8 @@ class LocalRayCluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.groups: list[int] = []  # one process group per node
-        self._worker_ports = random.Random(os.getpid() ^ self.port).randrange(20000, 50000, 1000)
+        # worker ports below the kernel's ephemeral range, where free_port() picks the nodes' other ports
+        self._worker_ports = random.Random(os.getpid() ^ self.port).randrange(12000, _ephemeral_low() - 1000, 400)
 
     def _ports(self, index: int, head: bool) -> list[str]:
         low = self._worker_ports + 200 * index
@@ -124,6 +125,13 @@ class LocalRayCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 class Starting:
