@@ -19,7 +19,7 @@ widths: the cached conditioning has the real shapes, so the training steps (s/st
 are exactly the family's, while setup time and setup memory are not -- for machines where SDXL's
 3.3 GB of text encoders do not fit beside its 10 GB UNet while the cache is built.
 
-Usage (heavy: ~15 min on a 2-core CPU; run one at a time)::
+Usage (heavy: 10-20 min a pair of variants on a 2-core CPU, 16 GiB free for SDXL training; one at a time)::
 
     flock /tmp/facechain-heavy.lock python benchmarks/bench_sdxl.py                   # CPU, 512 px, fp32
     python benchmarks/bench_sdxl.py --gradient-checkpointing --light-text-encoders   # what fits in ~13 GiB
