@@ -277,3 +277,11 @@ def inspect_image(path: Path | str, max_pixels: int) -> ImageHeader:
     if width < 1 or height < 1:
         raise InputError(path, "image has no pixels")
     return ImageHeader(fmt, width, height)
+
+
+def rgb_array(image_rgb) -> np.ndarray:
+    """A contiguous (H, W, 3) uint8 RGB array, or a one-line InputError (for models given arrays, not files)."""
+    image = np.asarray(image_rgb)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError("image", f"expected an RGB uint8 array (H, W, 3), got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)

@@ -38,9 +38,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, ModelNotFoundError
+from ..errors import ModelNotFoundError
 from . import blazepose as bp
 from . import model_files
+from ..image_io import rgb_array as _check_image
 
 MODEL_NAME = "hands"
 PALM_SIZE = 192
@@ -238,13 +239,6 @@ class HandEstimator:
         depth = raw[:, 2] * (roi.size / HAND_SIZE)
         right = float(np.ravel(out["Identity_2"])[0])
         return Hand(points, depth, presence, right, roi, source)
-
-
-def _check_image(image_rgb: np.ndarray) -> np.ndarray:
-    image = np.asarray(image_rgb)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError("image", f"expected an RGB uint8 array (H, W, 3), got {image.dtype} {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 @functools.lru_cache(maxsize=2)

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError, ModelNotFoundError
+from ...errors import ModelNotFoundError
 from ...pose import blazepose as bp
 from ...pose import model_files
 from ...pose.estimate import TfliteModel
+from ...image_io import rgb_array as _check_image
 
 MODEL_GROUP = "face-mesh"
 DETECTOR_SIZE = 128
@@ -195,13 +196,6 @@ class FaceMeshModel:
                 points, presence = refined, refined_presence
             meshes.append(FaceMesh(det.box, det.score, points, presence))
         return sorted(meshes, key=lambda m: m.box[0] + m.box[2])
-
-
-def _check_image(image_rgb: np.ndarray) -> np.ndarray:
-    image = np.asarray(image_rgb)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError("image", f"expected an RGB uint8 array (H, W, 3), got {image.dtype} {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 @functools.lru_cache(maxsize=2)
