@@ -355,10 +355,12 @@ _DECLARED: list[Option] = [
     # models
     Option("base_model", ("--base-model",), "base model: registry name, diffusers folder, .safetensors file, HF "
            "id or ms:owner/name@rev#subfolder (default: the recipe's)", metavar="REF", group="models"),
-    Option("openpose_controlnet", ("--openpose-controlnet",), "OpenPose ControlNet: folder or hub id (default: "
-           "the registry's openpose-controlnet)", metavar="REF", group="models"),
-    Option("canny_controlnet", ("--canny-controlnet",), "Canny ControlNet: folder or hub id (default: the "
-           "registry's canny-controlnet)", metavar="REF", group="models"),
+    Option("openpose_controlnet", ("--openpose-controlnet",), "OpenPose ControlNet: folder or hub id, of the base "
+           "model's family (default: the registry's openpose-controlnet, openpose-controlnet-sdxl on SDXL)",
+           metavar="REF", group="models"),
+    Option("canny_controlnet", ("--canny-controlnet",), "Canny ControlNet: folder or hub id, of the base model's "
+           "family (default: the registry's canny-controlnet, canny-controlnet-sdxl on SDXL)", metavar="REF",
+           group="models"),
     Option("fuse_lora", ("--no-fuse-lora",), "keep LoRAs as live adapters instead of fusing them into the weights "
            "(slower, same output)", True, None, action="store_false", group="models"),
     Option("pose", ("--pose",), "copy the pose of this photo (or use this OpenPose skeleton) via ControlNet",

@@ -42,10 +42,11 @@ def register(sub, common) -> None:
                                          "recorded)"),
                 options.use("steps", help="diffusion steps (default: the recipe's, 30)"),
                 "guidance_scale",
-                options.use("size", square=True, help="side of the square work crop SD sees, px (default 512)"),
+                options.use("size", square=True, help="side of the square work crop SD sees, px (default: the base model's "
+                                                   "native size, 512 for SD 1.5, 1024 for SDXL)"),
                 "strength")
-    options.add(p, options.use("base_model", help="base model: folder, .safetensors or hub id (default: the "
-                                                  "identity's)"),
+    options.add(p, options.use("base_model", help="base model, SD 1.5 or SDXL: folder, .safetensors or hub id "
+                                                  "(default: the identity's)"),
                 "openpose_controlnet", "canny_controlnet")
     options.add(p, "fusion")
     options.add(p, "device", "dtype")

@@ -79,3 +79,17 @@ def encode_posterior(vae, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         dist = fp32_copy(vae).encode(pixels.to(param.device, torch.float32)).latent_dist
         mean, std = dist.mean, dist.std
     return mean.float(), std.float()
+
+
+@torch.no_grad()
+def round_trip(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """decode(encode(pixels)) through the posterior mean, float32 in [-1, 1]: what the VAE keeps of an image.
+
+    A VAE whose config says ``force_upcast`` (SDXL's: it overflows in fp16) runs on its fp32 twin, as
+    the diffusers pipelines do; any other runs in its own dtype, again in fp32 on a non-finite result.
+    """
+    if getattr(vae.config, "force_upcast", False):
+        vae = fp32_copy(vae)
+    mean, _ = encode_posterior(vae, pixels)
+    scaling, shift = _factors(vae)
+    return decode_latents(vae, (mean - shift) * scaling)  # at UNet scale, which decode_latents undoes

@@ -4,7 +4,8 @@
 is :func:`inpaint`; ``--photo face.jpg [--photo face2.jpg]`` puts one person given by photos into
 one face with the train-free FACT adapter instead of a trained face LoRA; ``facechain faces TEMPLATE.jpg`` is :func:`template_faces`. Every user mistake
 (no face, a face index out of range, more people than faces, a face too small, a photo without a
-face, a FACT adapter that is not there) is found before any diffusion model is loaded and raised as a one-line :class:`~facechain.errors.FacechainError`.
+face, a FACT adapter that is not there, an SD 1.5 identity or ControlNet with an SDXL base model or the
+reverse) is found before any diffusion model is loaded and raised as a one-line :class:`~facechain.errors.FacechainError`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
 from ..outputs import check_file_output
 from ..results import Portrait, Portraits, check_output_folder
-from .config import InpaintConfig
+from ..diffusion.family import NATIVE_RESOLUTION, family_name
+from .config import DEFAULT_CONTROLNETS, InpaintConfig
 from .template_faces import TemplateFace, draw_numbered_faces, find_template_faces
 
 log = logging.getLogger(__name__)
@@ -160,8 +162,11 @@ def inpaint(
     model; ``adapter_scale`` default 0.55). ``face_index``: which faces (left-to-right numbers, see
     :func:`faces`), one per person; default: the N largest faces, assigned left to right.
     ``prompt`` replaces the style's prompt (``{trigger}`` marks the person). Unset values come from
-    ``config`` (a YAML file's ``inpaint:`` section), then the recipe (30 steps, guidance 7, 512 px
-    work crops, strength 0.65). ``output``: save there (``NNNN.png`` best first, ``portraits.json``,
+    ``config`` (a YAML file's ``inpaint:`` section), then the recipe (30 steps, guidance 7, strength
+    0.65, work crops at the base model's native size: 512 px SD 1.5, 1024 px SDXL). The base model
+    (``base_model``, else the person's) decides the family: SDXL bases get SDXL pipelines and, unless
+    ``openpose_controlnet``/``canny_controlnet`` are given, the registry's SDXL ControlNets; people,
+    ControlNets or a FACT adapter of the other family are a one-line error before any model loads. ``output``: save there (``NNNN.png`` best first, ``portraits.json``,
     contact sheet, ``intermediates/`` with ``save_intermediates``); a fresh folder, an existing one
     only with ``overwrite=True``. ``pipeline``: a ready :class:`TemplatePortraitPipeline`;
     ``cache``: the loaded-components cache shared with ``generate`` (default: the process-wide one).
@@ -180,8 +185,6 @@ def inpaint(
     defaults = InpaintConfig()
     overrides = {k: v for k, v in given.items() if v is not None and v != getattr(defaults, k)}
     cfg = _config(config, overrides, base=None if pipeline is None else pipeline.config)
-    if pipeline is not None and cfg != pipeline.config:
-        pipeline = pipeline.with_config(cfg)
     if cfg.seed is None:
         cfg = dataclasses.replace(cfg, seed=secrets.randbelow(2**31))
     check_output_folder(cfg.output, cfg.overwrite)
@@ -216,20 +219,27 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
     image = load_image(template_path)
     check_output_folder(cfg.output, cfg.overwrite, inputs=[template_path, *photos, *(i.path for i in identities)],
                         need_bytes=(cfg.num_images + 2) * image.nbytes // 2)  # before the sampling: not on an input, room
+    base = str(cfg.base_model or (identities[0].base_model if identities else _default_base_model()))
+    family, controlnets = _check_models(cfg, base, identities, pipeline, store)  # SD 1.5 or SDXL, never mixed
+    if cfg.size is None:  # the work crop at the base model's native resolution
+        cfg = dataclasses.replace(cfg, size=NATIVE_RESOLUTION[family])
+    if pipeline is not None and cfg != pipeline.config:
+        pipeline = pipeline.with_config(cfg)
+    if photos:
+        _check_adapter(cfg, base, family, store)
     analyzer = analyzer or (pipeline.analyzer if pipeline is not None else None) or _default_analyzer()
     faces = _find_faces(image, cfg, analyzer)
     targets = assign_faces(faces, len(identities) or 1, indices, cfg.min_face_size, template_path)
-    base = str(cfg.base_model or (identities[0].base_model if identities else _default_base_model()))
     if photos:
         jobs = [_photo_job(targets[0], photos, cfg, analyzer)]
-        _check_adapter(cfg, base, store)
     else:
         jobs = [_person_job(tf, ident, cfg, analyzer) for tf, ident in zip(targets, identities)]
 
     # 2. the models (shared with generate through the cache), then the two-stage story per face
     warnings: list[str] = []
     if pipeline is None:
-        outcome = _run_with_cached_models(cfg, base, identities, analyzer, warnings, image, jobs, store, cache)
+        outcome = _run_with_cached_models(cfg, base, controlnets, identities, analyzer, warnings, image, jobs, store,
+                                          cache)
     else:
         outcome = pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed)
     warnings = list(dict.fromkeys(warnings + outcome.warnings))
@@ -241,14 +251,13 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
     return result
 
 
-def _run_with_cached_models(cfg: InpaintConfig, base: str, identities: list[Identity], analyzer, warnings: list[str],
-                            image: np.ndarray, jobs, store, cache):
+def _run_with_cached_models(cfg: InpaintConfig, base: str, controlnets: dict[str, str], identities: list[Identity],
+                            analyzer, warnings: list[str], image: np.ndarray, jobs, store, cache):
     """Both stages on the process's cached base model (no LoRA fused: each person's is applied per face)."""
     from ..fact.config import variant_for_base_model
-    from ..generation.api import _base_label
     from ..generation.pipeline_cache import LoraSet, PipelineKey, default_cache, dtype_name
     from ..diffusion.device import resolve_device, resolve_dtype
-    from ..models.registry import MODELS
+    from ..models.references import resolve_reference
     from ..models.store import default_store
     from .pipeline import TemplatePortraitPipeline
 
@@ -259,12 +268,8 @@ def _run_with_cached_models(cfg: InpaintConfig, base: str, identities: list[Iden
         warnings.append(msg)
     store = store or default_store()
     cache = cache or default_cache()
-    base_path = store.resolve(base, name=_base_label(base))
-    paths = {}
-    for name, ref in (("openpose-controlnet", cfg.openpose_controlnet), ("canny-controlnet", cfg.canny_controlnet)):
-        spec = MODELS[name]
-        paths[name] = store.resolve(ref or spec.reference, name=name if ref is None else str(ref),
-                                    allow_patterns=spec.allow_patterns if ref is None else None)
+    base_path = resolve_reference(base, store)[0]
+    paths = {name: resolve_reference(ref, store, what=name)[0] for name, ref in controlnets.items()}
     device = resolve_device(cfg.device)
     key = PipelineKey(str(Path(base_path).resolve()), str(device), dtype_name(resolve_dtype(device, cfg.dtype)))
     with cache.lock:
@@ -275,6 +280,24 @@ def _run_with_cached_models(cfg: InpaintConfig, base: str, identities: list[Iden
         pipeline.fact_variant = variant_for_base_model(base)
         pipeline.fact_loader = cache.fact_model
         return pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed)
+
+
+def _check_models(cfg: InpaintConfig, base: str, identities: list[Identity], pipeline, store
+                  ) -> tuple[str, dict[str, str]]:
+    """The base model's family and the ControlNet references for it (the registry's of that family
+    when none are given), after checking that the people and the given ControlNets belong to it:
+    one line before any model loads. Only configs and safetensors headers are read."""
+    from ..diffusion.family import check_identities, check_references
+
+    if pipeline is not None:  # a ready pipeline: its UNet's family (its ControlNets were checked when built)
+        family = pipeline.family
+        check_identities(identities, family, shown=f"{family_name(family)} pipeline")
+        return family, {}
+    given = [ref for ref in (cfg.openpose_controlnet, cfg.canny_controlnet) if ref]
+    family = check_references(base, identities=identities, controlnets=given, store=store)
+    defaults = DEFAULT_CONTROLNETS[family]
+    return family, {"openpose-controlnet": cfg.openpose_controlnet or defaults["openpose"],
+                    "canny-controlnet": cfg.canny_controlnet or defaults["canny"]}
 
 
 # --- steps of inpaint() ----------------------------------------------------------------------
@@ -349,7 +372,8 @@ def _config(config_file, overrides: dict[str, Any], base: InpaintConfig | None =
         (cfg.guidance_scale >= 0, "guidance_scale must not be negative"),
         (cfg.fusion in ("landmark", "modelscope", "none"), "fusion must be landmark, modelscope or none"),
         (cfg.seed is None or cfg.seed >= 0, "seed must be a non-negative integer"),
-        (64 <= cfg.size <= 2048 and cfg.size % 8 == 0, "size must be a multiple of 8 between 64 and 2048"),
+        (cfg.size is None or (64 <= cfg.size <= 2048 and cfg.size % 8 == 0),
+         "size must be a multiple of 8 between 64 and 2048"),
         (0.0 < cfg.strength <= 1.0, "strength must be in (0, 1]"),
         (int(cfg.steps * cfg.strength) >= 1, f"steps x strength must leave at least one denoising step "
                                               f"({cfg.steps} x {cfg.strength:g} leaves none); raise --steps"),
@@ -446,12 +470,13 @@ def _photo_job(tf: TemplateFace, photos: list[Path], cfg: InpaintConfig, analyze
                      reference_embedding=reference, photos=prepared)
 
 
-def _check_adapter(cfg: InpaintConfig, base: str, store=None) -> None:
-    """Fail now (one line) when the FACT adapter is not there, not after loading SD."""
+def _check_adapter(cfg: InpaintConfig, base: str, family: str, store=None) -> None:
+    """Fail now (one line) when the FACT adapter is not there or is of the other family, not after loading SD."""
     from ..fact.config import variant_for_base_model
-    from ..fact.models import locate_files
+    from ..fact.models import adapter_family, check_adapter_family, locate_files
 
-    locate_files(cfg.adapter, variant=variant_for_base_model(base), store=store)
+    files = locate_files(cfg.adapter, variant=variant_for_base_model(base), store=store)
+    check_adapter_family(files.adapter, adapter_family(files.adapter), family)
 
 
 def _default_base_model() -> str:

@@ -11,10 +11,16 @@ from typing import Literal
 
 from ..fact.config import DEFAULT_SCALE_INPAINT
 
+#: The registry's ControlNets for a base-model family, used when none are given.
+DEFAULT_CONTROLNETS: dict[str, dict[str, str]] = {
+    "sd15": {"openpose": "openpose-controlnet", "canny": "canny-controlnet"},
+    "sdxl": {"openpose": "openpose-controlnet-sdxl", "canny": "canny-controlnet-sdxl"},
+}
+
 
 @dataclass
 class InpaintConfig:
-    # --- models (None: registry defaults / the identity's base model) -------------------------
+    # --- models (None: the registry's for the base model's family / the identity's base model) --
     base_model: str | None = None
     openpose_controlnet: str | None = None
     canny_controlnet: str | None = None
@@ -24,7 +30,7 @@ class InpaintConfig:
     # --- sampling ---------------------------------------------------------------------------
     num_images: int = 4  # candidates per face; outputs are ranked by similarity
     seed: int | None = None  # candidate k uses seed + k; None: a random seed (recorded)
-    size: int = 512  # SD works on square crops of this side (multiple of 8)
+    size: int | None = None  # side of the square work crops (multiple of 8); None: the base model's native size
     steps: int = 30
     guidance_scale: float = 7.0
     strength: float = 0.65  # stage 2 starts from the template latent noised to this level (paper: ~0.65)

@@ -195,8 +195,8 @@ class TemplatePortraitPipeline:
         body_pose: BodyPoseSource | None = None,
         segmenter: Segmenter | None = None,
     ):
-        self.text2img = text2img  # StableDiffusionControlNetPipeline (OpenPose ControlNet)
-        self.inpaint = inpaint  # StableDiffusionControlNetInpaintPipeline ([OpenPose, Canny])
+        self.text2img = text2img  # StableDiffusion(XL)ControlNetPipeline (OpenPose ControlNet)
+        self.inpaint = inpaint  # StableDiffusion(XL)ControlNetInpaintPipeline ([OpenPose, Canny])
         self.analyzer = analyzer
         self.config = config or InpaintConfig()
         self.fuser = fuser or FaceFuser(analyzer)
@@ -227,40 +227,47 @@ class TemplatePortraitPipeline:
         store=None,
         **components,
     ) -> "TemplatePortraitPipeline":
-        """Load the base model and both ControlNets once; the inpainting pipeline shares the UNet."""
-        from diffusers import (MultiControlNetModel, StableDiffusionControlNetInpaintPipeline,
-                               StableDiffusionControlNetPipeline)
+        """Load the base model and both ControlNets once; the inpainting pipeline shares the UNet.
 
+        The base model's family (SD 1.5 or SDXL) picks the pipeline classes; ControlNets of the
+        other family are refused in one line before anything is loaded.
+        """
         from ..diffusion.device import resolve_device, resolve_dtype
+        from ..diffusion.family import check_references
         from ..diffusion.loading import load_controlnet, load_sd_pipeline
 
+        check_references(base_model, controlnets=[openpose_controlnet, canny_controlnet], store=store)
         dev = resolve_device(device)
         dt = resolve_dtype(dev, dtype)
         openpose = load_controlnet(openpose_controlnet, dtype=dt, store=store, name="openpose-controlnet")
         canny = load_controlnet(canny_controlnet, dtype=dt, store=store, name="canny-controlnet")
-        text2img = load_sd_pipeline(base_model, StableDiffusionControlNetPipeline, dtype=dt, store=store,
-                                    controlnet=openpose)
-        inpaint = StableDiffusionControlNetInpaintPipeline.from_pipe(
-            text2img, controlnet=MultiControlNetModel([openpose, canny]))
-        text2img.to(dev)
-        inpaint.to(dev)
-        pipeline = cls(text2img, inpaint, analyzer, config=config, **components)
-        pipeline.store = store
+        base = load_sd_pipeline(base_model, dtype=dt, store=store)
+        pipeline = cls.from_pipe(base, openpose, canny, analyzer=analyzer, config=config, store=store, **components)
+        pipeline.text2img.to(dev)
+        pipeline.inpaint.to(dev)
         return pipeline
 
     @classmethod
     def from_pipe(cls, base_pipe, openpose, canny, *, analyzer, config: InpaintConfig | None = None, store=None,
                   **components) -> "TemplatePortraitPipeline":
         """Both diffusion pipelines made from a loaded base pipeline (``from_pipe``: no second copy of
-        the UNet, VAE or text encoder) and two loaded ControlNets."""
-        from diffusers import (MultiControlNetModel, StableDiffusionControlNetInpaintPipeline,
-                               StableDiffusionControlNetPipeline)
-
-        text2img = StableDiffusionControlNetPipeline.from_pipe(base_pipe, controlnet=openpose)
-        inpaint = StableDiffusionControlNetInpaintPipeline.from_pipe(base_pipe, controlnet=MultiControlNetModel([openpose, canny]))
+        the UNet, VAE or text encoders) and two loaded ControlNets, in the base pipeline's family."""
+        text2img, inpaint = stage_pipelines(base_pipe, openpose, canny)
         pipeline = cls(text2img, inpaint, analyzer, config=config, **components)
         pipeline.store = store
         return pipeline
+
+    @property
+    def family(self) -> str:
+        """``"sd15"`` or ``"sdxl"``: the shared UNet's family (stand-in pipelines without a UNet: SD 1.5)."""
+        return pipeline_family(self.text2img)
+
+    @property
+    def resolution(self) -> int:
+        """Side of the square work crop the models see: ``config.size``, else the family's native size."""
+        from ..diffusion.family import NATIVE_RESOLUTION
+
+        return int(self.config.size or NATIVE_RESOLUTION[self.family])
 
     def with_config(self, config: InpaintConfig) -> "TemplatePortraitPipeline":
         """The same models and components under another configuration."""
@@ -352,7 +359,7 @@ class TemplatePortraitPipeline:
     @_timed("crop")
     def work_crop(self, template: np.ndarray, tface: TemplateFace) -> WorkCrop:
         cfg = self.config
-        res = cfg.size
+        res = self.resolution
         box = square_crop_box(tface.face, template.shape, cfg.crop_face_share)
         pixels = box.cut(template).copy()
         lm_crop = box.to_crop(tface.face.landmarks68)
@@ -378,7 +385,7 @@ class TemplatePortraitPipeline:
     def stage1(self, crop: WorkCrop, job: PersonJob, seed: int) -> Stage1Result:
         """The person drawn in the template's body pose: gives the face structure (landmarks)."""
         cfg = self.config
-        res = cfg.size
+        res = self.resolution
         face_s = Face(bbox=crop.box.to_crop(job.face.face.bbox.reshape(2, 2)).ravel(), score=job.face.face.score)
         scale = res / crop.box.side
         body = _target_body(self.body_pose.estimate(crop.pixels, faces=[face_s]), face_s.center)
@@ -409,7 +416,7 @@ class TemplatePortraitPipeline:
     @_timed("stage2")
     def stage2_conditions(self, crop: WorkCrop, warp: LandmarkWarp) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
-        pose = stage2_pose_image(cfg.size, warp.landmarks)
+        pose = stage2_pose_image(self.resolution, warp.landmarks)
         canny = canny_outside(crop.model_input, crop.model_mask, cfg.canny_low, cfg.canny_high)
         return pose, canny
 
@@ -418,7 +425,7 @@ class TemplatePortraitPipeline:
                seed: int) -> Candidate:
         """Inpaint the dilated face region from the template latent, guided by pose + edges."""
         cfg = self.config
-        res = cfg.size
+        res = self.resolution
         raw = self.inpaint(
             **self._prompt(job, self.inpaint), image=Image.fromarray(crop.model_input),
             mask_image=Image.fromarray(crop.model_mask.astype(np.uint8) * 255),
@@ -473,6 +480,37 @@ class TemplatePortraitPipeline:
     def _warn(self, message: str) -> None:
         log.warning(message)
         self.warnings.append(message)
+
+
+def pipeline_family(pipe) -> str:
+    """The family of a diffusion pipeline's UNet (``"sd15"`` when it has none: a stand-in)."""
+    from ..diffusion.family import family_of_unet_config
+
+    unet = getattr(pipe, "unet", None)
+    return (family_of_unet_config(unet.config) if unet is not None else None) or "sd15"
+
+
+def stage_pipelines(base_pipe, openpose, canny) -> tuple[Any, Any]:
+    """(stage 1, stage 2) pipelines of ``base_pipe``'s family sharing its components: text-to-image
+    under the OpenPose ControlNet, inpainting under [OpenPose, Canny]. The one place where SD 1.5 vs
+    SDXL classes are chosen; a loaded ControlNet of the other family is a one-line error here."""
+    from diffusers import (MultiControlNetModel, StableDiffusionControlNetInpaintPipeline,
+                           StableDiffusionControlNetPipeline)
+
+    from ..diffusion.family import FamilyMismatchError, family_name, family_of_unet_config
+    from ..diffusion.loading import pipeline_class_for
+
+    family = pipeline_family(base_pipe)
+    for role, net in (("OpenPose", openpose), ("Canny", canny)):
+        got = family_of_unet_config(net.config)
+        if got is not None and got != family:
+            raise FamilyMismatchError(getattr(net.config, "_name_or_path", "") or f"{role} ControlNet",
+                                      f"an {family_name(got)} {role} ControlNet cannot be used with an "
+                                      f"{family_name(family)} base model")
+    text2img = pipeline_class_for(family, StableDiffusionControlNetPipeline).from_pipe(base_pipe, controlnet=openpose)
+    inpaint = pipeline_class_for(family, StableDiffusionControlNetInpaintPipeline).from_pipe(
+        base_pipe, controlnet=MultiControlNetModel([openpose, canny]))
+    return text2img, inpaint
 
 
 @contextlib.contextmanager
