@@ -15,7 +15,7 @@ import datetime as _dt
 import logging
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,7 +29,7 @@ from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
 from ..outputs import check_file_output
 from ..results import Portrait, Portraits, check_output_folder
-from ..diffusion.family import NATIVE_RESOLUTION, family_name
+from ..diffusion.family import NATIVE_RESOLUTION
 from .config import DEFAULT_CONTROLNETS, InpaintConfig
 from .template_faces import TemplateFace, draw_numbered_faces, find_template_faces
 
@@ -220,13 +220,13 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
     check_output_folder(cfg.output, cfg.overwrite, inputs=[template_path, *photos, *(i.path for i in identities)],
                         need_bytes=(cfg.num_images + 2) * image.nbytes // 2)  # before the sampling: not on an input, room
     base = str(cfg.base_model or (identities[0].base_model if identities else _default_base_model()))
-    family, controlnets = _check_models(cfg, base, identities, pipeline, store)  # SD 1.5 or SDXL, never mixed
+    plan = plan_models(cfg, base, identities, pipeline, store)  # SD 1.5 or SDXL, never mixed
     if cfg.size is None:  # the work crop at the base model's native resolution
-        cfg = dataclasses.replace(cfg, size=NATIVE_RESOLUTION[family])
+        cfg = dataclasses.replace(cfg, size=NATIVE_RESOLUTION[plan.family])
     if pipeline is not None and cfg != pipeline.config:
         pipeline = pipeline.with_config(cfg)
     if photos:
-        _check_adapter(cfg, base, family, store)
+        _check_adapter(cfg, base, plan.family, store)
     analyzer = analyzer or (pipeline.analyzer if pipeline is not None else None) or _default_analyzer()
     faces = _find_faces(image, cfg, analyzer)
     targets = assign_faces(faces, len(identities) or 1, indices, cfg.min_face_size, template_path)
@@ -238,8 +238,7 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
     # 2. the models (shared with generate through the cache), then the two-stage story per face
     warnings: list[str] = []
     if pipeline is None:
-        outcome = _run_with_cached_models(cfg, base, controlnets, identities, analyzer, warnings, image, jobs, store,
-                                          cache)
+        outcome = _run_with_cached_models(cfg, base, plan, identities, analyzer, warnings, image, jobs, store, cache)
     else:
         outcome = pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed)
     warnings = list(dict.fromkeys(warnings + outcome.warnings))
@@ -251,13 +250,41 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
     return result
 
 
-def _run_with_cached_models(cfg: InpaintConfig, base: str, controlnets: dict[str, str], identities: list[Identity],
-                            analyzer, warnings: list[str], image: np.ndarray, jobs, store, cache):
+@dataclass
+class ModelPlan:
+    """The models an inpaint run uses, resolved to local paths and checked to be of one family."""
+
+    family: str  # "sd15" | "sdxl"
+    base_path: Path | None = None  # None: a ready pipeline was given
+    controlnets: dict[str, Path] = field(default_factory=dict)  # "openpose"/"canny" -> local path
+
+
+def plan_models(cfg: InpaintConfig, base: str, identities: list[Identity], pipeline=None, store=None) -> ModelPlan:
+    """The base model's family and its ControlNets (the registry's for that family unless given), after
+    checking that the people and the ControlNets belong to it: one line before any model loads (only
+    configs and safetensors headers are read). With a ready ``pipeline``: its UNet's family."""
+    from ..diffusion.family import check_compatible, check_identities
+    from ..models.references import resolve_reference
+
+    if pipeline is not None:  # its ControlNets were checked when it was built (stage_pipelines)
+        family = pipeline.family
+        check_identities(identities, family, getattr(pipeline.text2img, "name_or_path", None) or "of this pipeline")
+        return ModelPlan(family)
+    base_path = resolve_reference(base, store, what="base model", kind="pipeline")[0]
+    given = {role: resolve_reference(ref, store, what=f"{role} ControlNet", kind="controlnet")[0]
+             for role, ref in (("openpose", cfg.openpose_controlnet), ("canny", cfg.canny_controlnet)) if ref}
+    family = check_compatible(base_path, identities=identities, controlnets=list(given.values()), base_label=base)
+    defaults = {role: resolve_reference(name, store)[0] for role, name in DEFAULT_CONTROLNETS[family].items()
+                if role not in given}
+    return ModelPlan(family, base_path, {**given, **defaults})
+
+
+def _run_with_cached_models(cfg: InpaintConfig, base: str, plan: ModelPlan, identities: list[Identity], analyzer,
+                            warnings: list[str], image: np.ndarray, jobs, store, cache):
     """Both stages on the process's cached base model (no LoRA fused: each person's is applied per face)."""
     from ..fact.config import variant_for_base_model
     from ..generation.pipeline_cache import LoraSet, PipelineKey, default_cache, dtype_name
     from ..diffusion.device import resolve_device, resolve_dtype
-    from ..models.references import resolve_reference
     from ..models.store import default_store
     from .pipeline import TemplatePortraitPipeline
 
@@ -268,36 +295,16 @@ def _run_with_cached_models(cfg: InpaintConfig, base: str, controlnets: dict[str
         warnings.append(msg)
     store = store or default_store()
     cache = cache or default_cache()
-    base_path = resolve_reference(base, store)[0]
-    paths = {name: resolve_reference(ref, store, what=name)[0] for name, ref in controlnets.items()}
     device = resolve_device(cfg.device)
-    key = PipelineKey(str(Path(base_path).resolve()), str(device), dtype_name(resolve_dtype(device, cfg.dtype)))
+    key = PipelineKey(str(Path(plan.base_path).resolve()), str(device), dtype_name(resolve_dtype(device, cfg.dtype)))
     with cache.lock:
         base_pipe = cache.get(key, LoraSet(()))
-        openpose = cache.controlnet(paths["openpose-controlnet"], key, name="openpose-controlnet")
-        canny = cache.controlnet(paths["canny-controlnet"], key, name="canny-controlnet")
+        openpose = cache.controlnet(plan.controlnets["openpose"], key, name="openpose-controlnet")
+        canny = cache.controlnet(plan.controlnets["canny"], key, name="canny-controlnet")
         pipeline = TemplatePortraitPipeline.from_pipe(base_pipe, openpose, canny, analyzer=analyzer, config=cfg, store=store)
         pipeline.fact_variant = variant_for_base_model(base)
         pipeline.fact_loader = cache.fact_model
         return pipeline(image, jobs, num_images=cfg.num_images, seed=cfg.seed)
-
-
-def _check_models(cfg: InpaintConfig, base: str, identities: list[Identity], pipeline, store
-                  ) -> tuple[str, dict[str, str]]:
-    """The base model's family and the ControlNet references for it (the registry's of that family
-    when none are given), after checking that the people and the given ControlNets belong to it:
-    one line before any model loads. Only configs and safetensors headers are read."""
-    from ..diffusion.family import check_identities, check_references
-
-    if pipeline is not None:  # a ready pipeline: its UNet's family (its ControlNets were checked when built)
-        family = pipeline.family
-        check_identities(identities, family, shown=f"{family_name(family)} pipeline")
-        return family, {}
-    given = [ref for ref in (cfg.openpose_controlnet, cfg.canny_controlnet) if ref]
-    family = check_references(base, identities=identities, controlnets=given, store=store)
-    defaults = DEFAULT_CONTROLNETS[family]
-    return family, {"openpose-controlnet": cfg.openpose_controlnet or defaults["openpose"],
-                    "canny-controlnet": cfg.canny_controlnet or defaults["canny"]}
 
 
 # --- steps of inpaint() ----------------------------------------------------------------------

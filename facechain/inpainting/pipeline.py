@@ -233,15 +233,18 @@ class TemplatePortraitPipeline:
         other family are refused in one line before anything is loaded.
         """
         from ..diffusion.device import resolve_device, resolve_dtype
-        from ..diffusion.family import check_references
-        from ..diffusion.loading import load_controlnet, load_sd_pipeline
+        from ..diffusion.family import check_compatible
+        from ..diffusion.loading import load_controlnet, load_sd_pipeline, resolve_model_path
 
-        check_references(base_model, controlnets=[openpose_controlnet, canny_controlnet], store=store)
+        base_path = resolve_model_path(base_model, "base model", store, kind="pipeline")
+        nets = [resolve_model_path(ref, f"{role} ControlNet", store, kind="controlnet")
+                for role, ref in (("openpose", openpose_controlnet), ("canny", canny_controlnet))]
+        check_compatible(base_path, controlnets=nets, base_label=str(base_model))
         dev = resolve_device(device)
         dt = resolve_dtype(dev, dtype)
-        openpose = load_controlnet(openpose_controlnet, dtype=dt, store=store, name="openpose-controlnet")
-        canny = load_controlnet(canny_controlnet, dtype=dt, store=store, name="canny-controlnet")
-        base = load_sd_pipeline(base_model, dtype=dt, store=store)
+        openpose = load_controlnet(nets[0], dtype=dt, store=store, name="openpose-controlnet")
+        canny = load_controlnet(nets[1], dtype=dt, store=store, name="canny-controlnet")
+        base = load_sd_pipeline(base_path, dtype=dt, store=store)
         pipeline = cls.from_pipe(base, openpose, canny, analyzer=analyzer, config=config, store=store, **components)
         pipeline.text2img.to(dev)
         pipeline.inpaint.to(dev)
