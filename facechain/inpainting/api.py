@@ -24,12 +24,12 @@ from PIL import Image
 
 from .. import __version__, options, progress
 from ..config import config_to_dict, load_config
+from ..diffusion.family import NATIVE_RESOLUTION
 from ..errors import ConfigError, FacechainError, InputError, OutputExistsError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
 from ..outputs import check_file_output
 from ..results import Portrait, Portraits, check_output_folder
-from ..diffusion.family import NATIVE_RESOLUTION
 from .config import DEFAULT_CONTROLNETS, InpaintConfig
 from .template_faces import TemplateFace, draw_numbered_faces, find_template_faces
 
@@ -166,9 +166,10 @@ def inpaint(
     0.65, work crops at the base model's native size: 512 px SD 1.5, 1024 px SDXL). The base model
     (``base_model``, else the person's) decides the family: SDXL bases get SDXL pipelines and, unless
     ``openpose_controlnet``/``canny_controlnet`` are given, the registry's SDXL ControlNets; people,
-    ControlNets or a FACT adapter of the other family are a one-line error before any model loads. ``output``: save there (``NNNN.png`` best first, ``portraits.json``,
-    contact sheet, ``intermediates/`` with ``save_intermediates``); a fresh folder, an existing one
-    only with ``overwrite=True``. ``pipeline``: a ready :class:`TemplatePortraitPipeline`;
+    ControlNets or a FACT adapter of the other family are a one-line error before any model loads.
+    ``output``: save there (``NNNN.png`` best first, ``portraits.json``, contact sheet,
+    ``intermediates/`` with ``save_intermediates``); a fresh folder, an existing one only with
+    ``overwrite=True``. ``pipeline``: a ready :class:`TemplatePortraitPipeline`;
     ``cache``: the loaded-components cache shared with ``generate`` (default: the process-wide one).
     """
     options.validate(dict(style=style, prompt=prompt, adapter_scale=adapter_scale, num_images=num_images, seed=seed,
@@ -225,13 +226,12 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
         cfg = dataclasses.replace(cfg, size=NATIVE_RESOLUTION[plan.family])
     if pipeline is not None and cfg != pipeline.config:
         pipeline = pipeline.with_config(cfg)
-    if photos:
-        _check_adapter(cfg, base, plan.family, store)
     analyzer = analyzer or (pipeline.analyzer if pipeline is not None else None) or _default_analyzer()
     faces = _find_faces(image, cfg, analyzer)
     targets = assign_faces(faces, len(identities) or 1, indices, cfg.min_face_size, template_path)
     if photos:
         jobs = [_photo_job(targets[0], photos, cfg, analyzer)]
+        _check_adapter(cfg, base, plan.family, store)
     else:
         jobs = [_person_job(tf, ident, cfg, analyzer) for tf, ident in zip(targets, identities)]
 
@@ -252,31 +252,30 @@ def _inpaint(template_path: Path, person, photo, face_index, cfg: InpaintConfig,
 
 @dataclass
 class ModelPlan:
-    """The models an inpaint run uses, resolved to local paths and checked to be of one family."""
+    """The models of an inpaint run, checked to be of one family (before any of them is loaded)."""
 
     family: str  # "sd15" | "sdxl"
-    base_path: Path | None = None  # None: a ready pipeline was given
-    controlnets: dict[str, Path] = field(default_factory=dict)  # "openpose"/"canny" -> local path
+    base_path: Path | None = None  # local path; None: a ready pipeline was given
+    controlnets: dict[str, str | Path] = field(default_factory=dict)  # "openpose"/"canny" -> given path or registry name
 
 
 def plan_models(cfg: InpaintConfig, base: str, identities: list[Identity], pipeline=None, store=None) -> ModelPlan:
     """The base model's family and its ControlNets (the registry's for that family unless given), after
-    checking that the people and the ControlNets belong to it: one line before any model loads (only
-    configs and safetensors headers are read). With a ready ``pipeline``: its UNet's family."""
+    checking that the people and the given ControlNets belong to it: one line before any model loads
+    (only configs and safetensors headers are read). With a ready ``pipeline``: its UNet's family."""
     from ..diffusion.family import check_compatible, check_identities
     from ..models.references import resolve_reference
 
     if pipeline is not None:  # its ControlNets were checked when it was built (stage_pipelines)
         family = pipeline.family
-        check_identities(identities, family, getattr(pipeline.text2img, "name_or_path", None) or "of this pipeline")
+        check_identities(identities, family, getattr(pipeline.text2img, "name_or_path", None)
+                         or "<the pipeline's base model>")
         return ModelPlan(family)
     base_path = resolve_reference(base, store, what="base model", kind="pipeline")[0]
     given = {role: resolve_reference(ref, store, what=f"{role} ControlNet", kind="controlnet")[0]
              for role, ref in (("openpose", cfg.openpose_controlnet), ("canny", cfg.canny_controlnet)) if ref}
     family = check_compatible(base_path, identities=identities, controlnets=list(given.values()), base_label=base)
-    defaults = {role: resolve_reference(name, store)[0] for role, name in DEFAULT_CONTROLNETS[family].items()
-                if role not in given}
-    return ModelPlan(family, base_path, {**given, **defaults})
+    return ModelPlan(family, base_path, {**DEFAULT_CONTROLNETS[family], **given})
 
 
 def _run_with_cached_models(cfg: InpaintConfig, base: str, plan: ModelPlan, identities: list[Identity], analyzer,
@@ -285,6 +284,7 @@ def _run_with_cached_models(cfg: InpaintConfig, base: str, plan: ModelPlan, iden
     from ..fact.config import variant_for_base_model
     from ..generation.pipeline_cache import LoraSet, PipelineKey, default_cache, dtype_name
     from ..diffusion.device import resolve_device, resolve_dtype
+    from ..models.references import resolve_reference
     from ..models.store import default_store
     from .pipeline import TemplatePortraitPipeline
 
@@ -295,12 +295,14 @@ def _run_with_cached_models(cfg: InpaintConfig, base: str, plan: ModelPlan, iden
         warnings.append(msg)
     store = store or default_store()
     cache = cache or default_cache()
+    paths = {role: resolve_reference(ref, store, what=f"{role} ControlNet", kind="controlnet")[0]
+             for role, ref in plan.controlnets.items()}  # a registry default not downloaded: its one-line hint
     device = resolve_device(cfg.device)
     key = PipelineKey(str(Path(plan.base_path).resolve()), str(device), dtype_name(resolve_dtype(device, cfg.dtype)))
     with cache.lock:
         base_pipe = cache.get(key, LoraSet(()))
-        openpose = cache.controlnet(plan.controlnets["openpose"], key, name="openpose-controlnet")
-        canny = cache.controlnet(plan.controlnets["canny"], key, name="canny-controlnet")
+        openpose = cache.controlnet(paths["openpose"], key, name="openpose-controlnet")
+        canny = cache.controlnet(paths["canny"], key, name="canny-controlnet")
         pipeline = TemplatePortraitPipeline.from_pipe(base_pipe, openpose, canny, analyzer=analyzer, config=cfg, store=store)
         pipeline.fact_variant = variant_for_base_model(base)
         pipeline.fact_loader = cache.fact_model
@@ -480,8 +482,12 @@ def _photo_job(tf: TemplateFace, photos: list[Path], cfg: InpaintConfig, analyze
 def _check_adapter(cfg: InpaintConfig, base: str, family: str, store=None) -> None:
     """Fail now (one line) when the FACT adapter is not there or is of the other family, not after loading SD."""
     from ..fact.config import variant_for_base_model
-    from ..fact.models import adapter_family, check_adapter_family, locate_files
+    from ..fact.models import DEFAULT_REFERENCE, adapter_family, check_adapter_family, locate_files
+    from ..models.references import registry_spec
 
+    spec = registry_spec(cfg.adapter)
+    if spec is not None and spec.name == DEFAULT_REFERENCE:  # the published checkpoints: SD 1.5, known without them
+        check_adapter_family(cfg.adapter, "sd15", family)
     files = locate_files(cfg.adapter, variant=variant_for_base_model(base), store=store)
     check_adapter_family(files.adapter, adapter_family(files.adapter), family)
 

@@ -15,7 +15,8 @@ Per target face of the template (section 2.5 of the FaceChain paper):
 6. **paste** back inside the soft mask only, with the VAE round-trip error added back (no seam).
 
 Components are injected (diffusers style): the two diffusion pipelines share one UNet, VAE and
-text encoder (``from_pipe``); each person's LoRA is loaded as an adapter for that person's faces
+text encoder(s) (``from_pipe``), and are SD 1.5 or SDXL classes as the base model is
+(:func:`stage_pipelines`; SDXL works on 1024 px crops unless a size is given); each person's LoRA is loaded as an adapter for that person's faces
 and unloaded afterwards, so the base weights are never modified. A person given by photos instead
 (:attr:`PersonJob.photos`) gets FACT face tokens: the adapter's hooks sit in the shared UNet only
 while that face is drawn, and both stages receive prompt embeddings with the face tokens appended.
