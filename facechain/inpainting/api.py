@@ -4,8 +4,9 @@
 is :func:`inpaint`; ``--photo face.jpg [--photo face2.jpg]`` puts one person given by photos into
 one face with the train-free FACT adapter instead of a trained face LoRA; ``facechain faces TEMPLATE.jpg`` is :func:`template_faces`. Every user mistake
 (no face, a face index out of range, more people than faces, a face too small, a photo without a
-face, a FACT adapter that is not there, an SD 1.5 identity or ControlNet with an SDXL base model or the
-reverse) is found before any diffusion model is loaded and raised as a one-line :class:`~facechain.errors.FacechainError`.
+face, a FACT adapter that is not there, an SD 1.5 identity, ControlNet or FACT adapter with an SDXL
+base model or the reverse) is found before any diffusion model is loaded and raised as a one-line
+:class:`~facechain.errors.FacechainError`.
 """
 
 from __future__ import annotations
@@ -256,7 +257,7 @@ class ModelPlan:
 
     family: str  # "sd15" | "sdxl"
     base_path: Path | None = None  # local path; None: a ready pipeline was given
-    controlnets: dict[str, str | Path] = field(default_factory=dict)  # "openpose"/"canny" -> given path or registry name
+    controlnets: dict[str, str | Path] = field(default_factory=dict)  # "openpose"/"canny" -> given ref or registry name
 
 
 def plan_models(cfg: InpaintConfig, base: str, identities: list[Identity], pipeline=None, store=None) -> ModelPlan:
