@@ -4,7 +4,8 @@ Some VAEs (SD 1.5's own at large sizes, several community VAEs baked into civita
 overflow in fp16: a decode returns NaN/inf and the image comes out black. diffusers upcasts only
 where a config says ``force_upcast``; SD 1.5 pipelines never do. These helpers run the VAE in its
 own dtype (fast, little memory) and, only when that yields a non-finite value, run the same call
-again on an fp32 copy of the VAE. The copy is made once per VAE and kept beside it (weakly
+again on an fp32 copy of the VAE. A VAE whose config says ``force_upcast`` (the stock SDXL VAE,
+which always overflows in fp16) goes to the fp32 copy straight away under fp16. The copy is made once per VAE and kept beside it (weakly
 referenced), and the VAE given is never modified, so another thread using it is unaffected.
 """
 
@@ -37,6 +38,11 @@ def fp32_copy(vae):
         return twin
 
 
+def _needs_fp32(vae, dtype: torch.dtype) -> bool:
+    """The config says this VAE overflows in fp16 (``force_upcast``: SDXL's stock VAE); bf16 has the range."""
+    return dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+
+
 def _finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
@@ -57,6 +63,8 @@ def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     scaling, shift = _factors(vae)
     z = latents / scaling + shift
     param = next(vae.parameters())
+    if _needs_fp32(vae, param.dtype):
+        return fp32_copy(vae).decode(z.to(param.device, torch.float32), return_dict=False)[0].float()
     image = vae.decode(z.to(param.device, param.dtype), return_dict=False)[0]
     if param.dtype in _HALF and not _finite(image):
         log.info("VAE decode overflowed in %s; decoding again in fp32", str(param.dtype).replace("torch.", ""))
@@ -72,6 +80,9 @@ def encode_posterior(vae, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     a sample by the scaling factor (after subtracting the shift) before it goes to the UNet.
     """
     param = next(vae.parameters())
+    if _needs_fp32(vae, param.dtype):
+        dist = fp32_copy(vae).encode(pixels.to(param.device, torch.float32)).latent_dist
+        return dist.mean.float(), dist.std.float()
     dist = vae.encode(pixels.to(param.device, param.dtype)).latent_dist
     mean, std = dist.mean, dist.std
     if param.dtype in _HALF and not _finite(mean, std):
