@@ -38,9 +38,13 @@ def fp32_copy(vae):
         return twin
 
 
-def _needs_fp32(vae, dtype: torch.dtype) -> bool:
-    """The config says this VAE overflows in fp16 (``force_upcast``: SDXL's stock VAE); bf16 has the range."""
-    return dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+def vae_dtype(vae, dtype: torch.dtype) -> torch.dtype:
+    """``dtype`` to keep a VAE in, except fp32 where fp16 is known to overflow (``force_upcast`` in its
+    config: the stock SDXL VAE gives NaNs in fp16 every time, so the retry below would always run;
+    the fp16-fixed VAE clears the flag). bf16 has fp32's range and stays as it is."""
+    if dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        return torch.float32
+    return dtype
 
 
 def _finite(*tensors: torch.Tensor) -> bool:
@@ -90,3 +94,7 @@ def encode_posterior(vae, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         dist = fp32_copy(vae).encode(pixels.to(param.device, torch.float32)).latent_dist
         mean, std = dist.mean, dist.std
     return mean.float(), std.float()
+
+
+def _needs_fp32(vae, dtype: torch.dtype) -> bool:
+    return vae_dtype(vae, dtype) != dtype
