@@ -67,9 +67,17 @@ def xl_style_lora(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def xl_controlnet_dir(tmp_path_factory) -> Path:
-    from facechain.testing.tiny import save_tiny_sdxl_controlnet
+    """A tiny ControlNet-XL whose zero-initialised output convolutions are randomised, so the pose matters."""
+    from facechain.testing.tiny import tiny_sdxl_controlnet
 
-    return save_tiny_sdxl_controlnet(tmp_path_factory.mktemp("xl-cn") / "openpose-xl")
+    cn = tiny_sdxl_controlnet(0)
+    g = torch.Generator().manual_seed(7)
+    for name, p in cn.named_parameters():
+        if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
+            p.data = torch.randn(p.shape, generator=g) * 0.05
+    folder = tmp_path_factory.mktemp("xl-cn") / "openpose-xl"
+    cn.save_pretrained(folder, safe_serialization=True)
+    return folder
 
 
 def _images(folder: Path) -> list[np.ndarray]:
@@ -108,18 +116,21 @@ def test_the_face_lora_changes_the_sdxl_output_and_python_matches_the_cli(xl_ide
     assert isinstance(with_face, facechain.Portraits) and with_face.settings["base_model"] == str(tiny_sdxl_dir)
 
 
-def test_pose_uses_an_sdxl_controlnet(xl_identity, tiny_sdxl_dir, xl_controlnet_dir, faces_dir, tmp_path):
-    skeleton = np.zeros((64, 64, 3), np.uint8)
-    skeleton[20:44, 30:34] = (255, 0, 0)  # an OpenPose-like image passes through unchanged
+def test_pose_uses_an_sdxl_controlnet(xl_identity, tiny_sdxl_dir, xl_controlnet_dir, tmp_path):
+    from tests.test_generate import _skeleton
+
     pose_file = tmp_path / "pose.png"
-    Image.fromarray(skeleton).save(pose_file)
-    out = tmp_path / "posed"
-    code, _, err = run_cli("generate", "--person", xl_identity, "--prompt", "{trigger}, portrait", "--base-model",
-                           tiny_sdxl_dir, *TINY, "-n", "1", "--seed", "1", "--pose", pose_file,
-                           "--openpose-controlnet", xl_controlnet_dir, "-o", out)
+    Image.fromarray(_skeleton()).save(pose_file)  # an OpenPose image passes through unchanged
+    common = ["--person", xl_identity, "--prompt", "{trigger}, portrait", "--base-model", tiny_sdxl_dir, *TINY, "-n", "1",
+              "--seed", "1", "--no-fusion"]
+    code, _, err = run_cli("generate", *common, "--pose", pose_file, "--openpose-controlnet", xl_controlnet_dir,
+                           "-o", tmp_path / "posed")
     assert code == 0, err
-    settings = json.loads((out / "portraits.json").read_text())["settings"]
+    settings = json.loads((tmp_path / "posed" / "portraits.json").read_text())["settings"]
     assert settings["openpose_controlnet"] == str(xl_controlnet_dir) and settings["pose"] == str(pose_file)
+    code, _, err = run_cli("generate", *common, "-o", tmp_path / "free")
+    assert code == 0, err
+    assert np.abs(_images(tmp_path / "posed")[0] - _images(tmp_path / "free")[0]).mean() > 0.5  # the pose mattered
 
 
 def test_sdxl_defaults_follow_the_base_model_family(xl_identity, tiny_sdxl_dir, tiny_sd_dir):
@@ -164,7 +175,9 @@ def test_family_mixtures_are_one_line_errors_before_loading(case, xl_identity, t
         expect = "an SD 1.5 style LoRA cannot be used with the SDXL base model"
     else:
         pose = tmp_path / "pose.png"
-        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(pose)
+        from tests.test_generate import _skeleton
+
+        Image.fromarray(_skeleton()).save(pose)
         args = ["--person", xl_identity, "--base-model", tiny_sdxl_dir, "--pose", pose,
                 "--openpose-controlnet", tiny_controlnet_dir]
         expect = "SD 1.5 ControlNet"
@@ -175,8 +188,10 @@ def test_family_mixtures_are_one_line_errors_before_loading(case, xl_identity, t
 
 
 def test_sdxl_pose_without_a_controlnet_names_the_sdxl_download(xl_identity, tiny_sdxl_dir, tmp_path):
+    from tests.test_generate import _skeleton
+
     pose = tmp_path / "pose.png"
-    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(pose)
+    Image.fromarray(_skeleton()).save(pose)
     code, _, err = run_cli("generate", "--person", xl_identity, "--base-model", tiny_sdxl_dir, "--pose", pose,
                            "--prompt", "{trigger}", *TINY, "-n", "1", "-o", tmp_path / "o", "--offline")
     assert code == 2 and "openpose-controlnet-sdxl" in err, err

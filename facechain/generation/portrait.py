@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from .. import progress
-from ..diffusion.prompt_embeds import PromptEmbeds, encode_prompt
+from ..diffusion.prompt_embeds import PromptEmbeds, encode_prompt, is_sdxl_pipeline
 from ..postprocess.fusion import FaceFuser, FusionBackend, FusionResult
 from ..postprocess.ranking import MIN_FACE_FRACTION, RankedImage, SimilarityRanker
 from ..types import Face
@@ -217,11 +217,11 @@ class PortraitGenerator:
 def decode_latents(pipe, latents: torch.Tensor) -> list[np.ndarray]:
     """VAE-decode latents into RGB uint8 arrays (what ``output_type="np"`` would give, as uint8).
 
-    An fp16 decode that overflows (NaN/inf: some community VAEs) is redone in fp32
-    (:func:`facechain.diffusion.vae.decode_latents`).
+    An fp16 decode that overflows (NaN/inf: some community VAEs) is redone in fp32, and SDXL's stock
+    VAE (``force_upcast``) decodes in fp32 straight away (:func:`facechain.diffusion.vae.decode_latents`).
     """
     from ..diffusion.vae import decode_latents as decode_safely
 
-    decoded = decode_safely(pipe.vae, latents)
+    decoded = decode_safely(pipe.vae, latents, "sdxl" if is_sdxl_pipeline(pipe) else "sd15")
     arr = pipe.image_processor.postprocess(decoded, output_type="np", do_denormalize=[True] * decoded.shape[0])
     return [np.ascontiguousarray((np.clip(a, 0.0, 1.0) * 255.0).round().astype(np.uint8)) for a in arr]
