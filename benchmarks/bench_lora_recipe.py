@@ -82,7 +82,7 @@ def output_change(trainer, n: int) -> float:
     g = torch.Generator().manual_seed(1234)
     batch, latents, noise, timesteps = trainer._draw(list(range(n)), g, allow_flip=False)
     noisy = trainer.noise_scheduler.add_noise(latents, noise, timesteps).to(trainer.weight_dtype)
-    states = batch.encoder_hidden_states.to(trainer.device, trainer.weight_dtype)
+    states = batch.text.hidden.to(trainer.device, trainer.weight_dtype)  # SD 1.5 (cached text conditioning)
     unet = trainer.unet
     with torch.no_grad(), trainer.accelerator.autocast():
         on = unet(noisy, timesteps, states).sample.float()

@@ -218,7 +218,8 @@ def run_breakdown(images: list[Path], args) -> dict:
     from facechain.training.components import SDComponents
     from facechain.training.config import TrainConfig
     from facechain.training.data import TrainingExample
-    from facechain.training.dataset import image_tensor, tokenize
+    from facechain.diffusion.conditioning import PromptEncoder
+    from facechain.training.dataset import image_tensor
     from facechain.training.trainer import LoraTrainer
 
     unet, vae, te, tok, sched = build_sd15()
@@ -226,7 +227,7 @@ def run_breakdown(images: list[Path], args) -> dict:
     cfg = TrainConfig(base_model="random", resolution=args.size, steps=10**6, eval_samples=0, device=args.device)
     trainer = LoraTrainer(SDComponents(unet, vae, te, tok, sched), examples, cfg, progress=False)
     pixels = image_tensor(examples[0], args.size, False)[None].to(trainer.device, trainer.weight_dtype)
-    ids = tokenize(tok, [CAPTION]).to(trainer.device)
+    ids = PromptEncoder([te], [tok]).tokenize([CAPTION])[:, 0].to(trainer.device)
     vae.to(trainer.device)
     te.to(trainer.device)
 
@@ -279,6 +280,43 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
+def run_variant_process(cmd: list[str]) -> tuple[dict | None, subprocess.CompletedProcess]:
+    """Run one variant in its own process (passive OpenMP waits) and read its ``RESULT`` JSON line."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    return (json.loads(lines[-1][len("RESULT "):]) if proc.returncode == 0 and lines else None), proc
+
+
+def machine(device: str) -> tuple[str, str]:
+    """Where the benchmark ran (GPU name, or CPU and its threads) and the name of its memory column."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(), "peak VRAM GiB"
+    return f"CPU, {torch.get_num_threads()} threads", "peak RSS GiB"
+
+
+def parse_driver_args(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    """The benchmark's own options plus the internal ones a variant's child process is started with."""
+    ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant and print JSON
+    ap.add_argument("--images", help=argparse.SUPPRESS)
+    return ap.parse_args()
+
+
+def early_exit(args, run_variant) -> int | None:
+    """0 after running one variant in this (child) process and printing its ``RESULT`` line; 2 for
+    ``--device cuda`` without a GPU; None: go on and drive the variants."""
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args)), flush=True)
+        return 0
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("--device cuda: no CUDA GPU on this machine", file=sys.stderr)
+        return 2
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256, help="training image side in px")
@@ -288,18 +326,10 @@ def main() -> int:
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
     ap.add_argument("--no-breakdown", action="store_true", help="skip the in-process per-part timing")
-    ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant and print JSON
-    ap.add_argument("--images", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.variant:
-        print("RESULT " + json.dumps(run_variant(args)), flush=True)
-        return 0
-
-    import torch
-
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("--device cuda: no CUDA GPU on this machine", file=sys.stderr)
-        return 2
+    args = parse_driver_args(ap)
+    code = early_exit(args, run_variant)
+    if code is not None:
+        return code
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         write_images(Path(tmp))
@@ -310,18 +340,15 @@ def main() -> int:
             if args.gradient_checkpointing:
                 cmd.append("--gradient-checkpointing")
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode or not lines:
+            result, proc = run_variant_process(cmd)
+            if result is None:
                 print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
                 return 1
-            results.append(json.loads(lines[-1][len("RESULT "):]))
+            results.append(result)
 
     breakdown = [r for r in results if r["variant"] == "breakdown"]
     results = [r for r in results if r["variant"] != "breakdown"]
-    gpu = args.device.startswith("cuda")
-    where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
-    mem = "peak VRAM GiB" if gpu else "peak RSS GiB"
+    where, mem = machine(args.device)
     print(f"\nLoRA training, full SD 1.5 architecture (random weights), {args.size} px, batch 1, rank 4; "
           f"{where}; {args.warmup} warm-up + {args.steps} timed steps per variant"
           f"{', gradient checkpointing' if args.gradient_checkpointing else ''}; "
@@ -348,7 +375,7 @@ def main() -> int:
               f"{b['unet_step_s']:.2f} s, VAE encode {b['vae_encode_s']:.2f} s, CLIP encode {b['clip_encode_s']:.2f} s "
               f"-> caching removes {extra:.2f} s of {b['unet_step_s'] + extra:.2f} s per step "
               f"({(b['unet_step_s'] + extra) / b['unet_step_s']:.2f}x)")
-    if not gpu:
+    if not args.device.startswith("cuda"):
         print("s/step: mean wall time; best: fastest timed step (it/s from it); cpu s/step: process CPU time over all "
               "threads. best and CPU time are the figures least disturbed by other load on a shared machine.")
     return 0

@@ -48,6 +48,11 @@ class InputError(_AboutAPath):
     """A file or argument given by the user is unusable."""
 
 
+class FamilyMismatchError(InputError):
+    """A model of one Stable Diffusion family (SD 1.5 / SDXL) given with a base model of the other,
+    or a base model of neither (:mod:`facechain.diffusion.family`)."""
+
+
 class ConfigError(FacechainError):
     """A configuration or style file is invalid."""
 

@@ -49,6 +49,7 @@ class Identity:
     dataset: dict[str, Any] = field(default_factory=dict, repr=False)  # path + report summary
     base_model_revision: str | None = field(default=None, repr=False)
     base_model_sha256: str | None = field(default=None, repr=False)  # sha256 of the base UNet weights the LoRA was trained on
+    family: str | None = None  # "sd15" | "sdxl" (facechain.diffusion.family); None: made before it was recorded
     created: str | None = None
     format_version: int = field(default=FORMAT_VERSION, repr=False)
 

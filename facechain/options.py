@@ -355,6 +355,9 @@ _DECLARED: list[Option] = [
     # models
     Option("base_model", ("--base-model",), "base model: registry name, diffusers folder, .safetensors file, HF "
            "id or ms:owner/name@rev#subfolder (default: the recipe's)", metavar="REF", group="models"),
+    Option("vae", ("--vae",), "replace the base model's VAE: registry name, folder, file or hub id (e.g. "
+           "sdxl-vae-fp16-fix, SDXL's VAE fixed for fp16; default: the base model's own)", metavar="REF",
+           group="models"),
     Option("openpose_controlnet", ("--openpose-controlnet",), "OpenPose ControlNet: folder or hub id (default: "
            "the registry's openpose-controlnet)", metavar="REF", group="models"),
     Option("canny_controlnet", ("--canny-controlnet",), "Canny ControlNet: folder or hub id (default: the "
@@ -439,7 +442,7 @@ _DECLARED: list[Option] = [
            group="training"),
     Option("alpha", ("--alpha",), "LoRA alpha (scale = alpha / rank)", type=float, metavar="A", low=0.0,
            low_open=True, group="training"),
-    Option("train_text_encoder", ("--train-text-encoder",), "also train a LoRA on the CLIP text encoder", None,
+    Option("train_text_encoder", ("--train-text-encoder",), "also train a LoRA on the CLIP text encoder(s)", None,
            None, action="bool", group="training"),
     Option("gradient_checkpointing", ("--gradient-checkpointing",), "trade ~30%% speed for less memory", None, None,
            action="bool", group="training"),

@@ -45,6 +45,14 @@ def tiny_sd_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    """A tiny SDXL-architecture diffusers folder on disk (two text encoders, random weights)."""
+    from facechain.testing.tiny import save_tiny_sdxl
+
+    return save_tiny_sdxl(tmp_path_factory.mktemp("tinyxl") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
 def tiny_controlnet_dir(tmp_path_factory) -> Path:
     from facechain.testing.tiny import save_tiny_controlnet
 

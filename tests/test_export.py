@@ -48,7 +48,8 @@ def identity_dir(tmp_path_factory, tiny_sd_dir) -> Path:
     _random_lora(pipe.unet, rank=4, alpha=8, targets=UNET_TARGETS, seed=1)
     _random_lora(pipe.text_encoder, rank=2, alpha=4, targets=TE_TARGETS, seed=2)
     folder = tmp_path_factory.mktemp("identities") / "alice"
-    save_lora_weights(folder, diffusers_lora_layers(pipe.unet, 4, 8), diffusers_lora_layers(pipe.text_encoder, 2, 4))
+    save_lora_weights(folder, {"unet": diffusers_lora_layers(pipe.unet, 4, 8),
+                               "text_encoder": diffusers_lora_layers(pipe.text_encoder, 2, 4)})
     Identity(name="alice", base_model=str(tiny_sd_dir), trigger_word="a beautiful woman", path=folder,
              lora={"rank": 4, "alpha": 8, "alpha_baked_into_weights": True}).save()
     return folder

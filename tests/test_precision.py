@@ -126,6 +126,7 @@ def test_fp16_encode_that_overflows_is_redone_in_fp32():
 def test_training_latent_cache_survives_an_overflowing_fp16_vae(tmp_path):
     from PIL import Image
 
+    from facechain.diffusion.conditioning import PromptEncoder
     from facechain.testing.tiny import tiny_text_encoder, tiny_tokenizer
     from facechain.training.data import TrainingExample
     from facechain.training.dataset import CachedDataset
@@ -137,8 +138,8 @@ def test_training_latent_cache_survives_an_overflowing_fp16_vae(tmp_path):
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
         examples.append(TrainingExample(path, "a handsome man"))
     vae = overflowing_vae("encoder", 1e5).eval().to(torch.float16)
-    data = CachedDataset(examples, vae, tiny_text_encoder(), tiny_tokenizer(), resolution=16, flip=True,
-                         device=torch.device("cpu"), dtype=torch.float16)
+    data = CachedDataset(examples, vae, PromptEncoder([tiny_text_encoder()], [tiny_tokenizer()]), resolution=16, flip=True,
+                         device=torch.device("cpu"))
     batch = data.batch([0, 1], [False, True], torch.Generator().manual_seed(0))
     assert batch.latents.shape == (2, 4, 8, 8) and torch.isfinite(batch.latents).all()
 

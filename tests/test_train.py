@@ -142,7 +142,7 @@ def test_lora_initialisation_matches_the_reference_layers(tiny_sd_dir, prepared,
         assert float(a.abs().max()) <= max(bounds) and float(a.std()) < 0.2
     # scale 1: the exported up matrices are the trained B matrices, unscaled
     trainer.training_step()
-    unet_layers, _ = trainer.lora_state_dicts()
+    unet_layers = trainer.lora_state_dicts()["unet"]
     b_trained = {k.replace(".lora_B.default.weight", ""): v for k, v in trainer.params.items() if ".lora_B." in k}
     key = next(iter(b_trained))
     up = unet_layers[key.removeprefix("unet.") + ".lora.up.weight"]
@@ -160,7 +160,7 @@ def test_v_prediction_base_trains_on_velocity(tiny_sd_dir, prepared):
     with torch.no_grad():
         loss = trainer._loss(latents, noise, t, batch)
         noisy = trainer.noise_scheduler.add_noise(latents, noise, t)
-        pred = trainer.unet(noisy, t, batch.encoder_hidden_states).sample
+        pred = trainer.unet(noisy, t, batch.text.hidden).sample
         velocity = trainer.noise_scheduler.get_velocity(latents, noise, t)
     assert torch.isclose(loss, torch.nn.functional.mse_loss(pred, velocity), rtol=1e-5)
     assert not torch.isclose(loss, torch.nn.functional.mse_loss(pred, noise), rtol=1e-3)
@@ -234,10 +234,10 @@ def test_exported_lora_reproduces_trained_model_in_plain_diffusers(tiny_sd_dir, 
         pipe.load_lora_weights(str(tmp_path / "lora"))
         after = pipe.unet(x, t, ehs).sample
         trainer.unet.eval()
-        trainer.text_encoder.eval()
+        trainer.text_encoders[0].eval()
         assert float((after - before).abs().max()) > 1e-3
         assert torch.allclose(after, trainer.unet(x, t, ehs).sample, atol=1e-5)
-        assert torch.allclose(pipe.text_encoder(ids)[0], trainer.text_encoder(ids)[0], atol=1e-5)
+        assert torch.allclose(pipe.text_encoder(ids)[0], trainer.text_encoders[0](ids)[0], atol=1e-5)
 
 
 # --- failures through the CLI -------------------------------------------------------------------

@@ -10,20 +10,23 @@ from typing import Any
 from .. import options
 
 #: The training flags shared by ``train`` and ``train-style`` (each a keyword of both functions).
-TRAINING_OPTIONS = ("base_model", "steps", "epochs", "size", "batch_size", "learning_rate", "lr_scheduler", "rank",
-                    "alpha", "train_text_encoder", "seed", "dtype", "gradient_checkpointing", "cache_latents", "flip",
-                    "optimizer", "checkpoint_every", "device")
+TRAINING_OPTIONS = ("base_model", "vae", "steps", "epochs", "size", "batch_size", "learning_rate", "lr_scheduler",
+                    "rank", "alpha", "train_text_encoder", "seed", "dtype", "gradient_checkpointing", "cache_latents",
+                    "flip", "optimizer", "checkpoint_every", "device")
 
 
 def add_training_options(p: argparse.ArgumentParser, preset: str) -> None:
     """Flags shared by ``train`` and ``train-style``; each maps to a config field of the ``preset`` section."""
     options.add(
         p,
-        options.use("base_model", help="diffusers folder, single .safetensors file, HF id or ms:owner/name@rev#subfolder "
+        options.use("base_model", help="SD 1.5 or SDXL model: registry name (e.g. base-sdxl), diffusers folder, "
+                                       "single .safetensors file, HF id or ms:owner/name@rev#subfolder "
                                        "(default: base-sd15-portrait, the paper's SD 1.5 portrait model)"),
+        "vae",
         options.use("steps", help="training steps (face default: min(200 x photos, 800))"),
         "epochs",
-        options.use("size", square=True, help="training resolution in px (default 512)"),
+        options.use("size", square=True, help="training resolution in px (default: the base model's, 512 on SD 1.5, "
+                                              "1024 on SDXL)"),
         options.use("batch_size", help="training batch size (default: the recipe's, 1)"),
         "learning_rate", "lr_scheduler", "rank", "alpha", "train_text_encoder",
         options.use("seed", help="random seed (same seed -> same LoRA on CPU; default: the recipe's, 42)"),

@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import InputError, translate
+from ..errors import FamilyMismatchError, InputError, translate
 from ..weight_files import check_safetensors
 
 CONFIGS = Path(__file__).resolve().parent / "single_file"
@@ -26,6 +26,9 @@ _SDXL_KEYS = ("conditioner.embedders.1.model.transformer.resblocks.0.attn.in_pro
 _SD15_KEYS = ("cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
               "cond_stage_model.transformer.embeddings.token_embedding.weight")
 _SD2_KEY = "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"
+_SDXL_REFINER_TEXT = "conditioner.embedders.0.model."  # the refiner's only text encoder is OpenCLIP bigG
+_SDXL_BASE_TEXT = "conditioner.embedders.1."
+_TRANSFORMER_KEYS = ("joint_blocks.", "double_blocks.", "single_blocks.", "double_layers.")  # SD3, Flux, ...
 _UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 _CONTROLNET_PREFIXES = ("control_model.", "")
 _CONTROLNET_HINT = "input_hint_block.0.weight"
@@ -45,8 +48,9 @@ def read_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         import torch
 
         sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        while isinstance(sd, dict) and "state_dict" in sd:
-            sd = sd["state_dict"]
+        for wrapper in ("state_dict", "model", "module"):  # training checkpoints nest the weights
+            while isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+                sd = sd[wrapper]
         return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
     except Exception as e:  # not a checkpoint, truncated, a pickle with code in it...
         known = translate(e, path)  # our reason (never torch's "retry with weights_only=False")
@@ -57,6 +61,11 @@ def read_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 def pipeline_family(path: Path, shapes: dict[str, tuple[int, ...]] | None = None) -> str:
     """``sd15`` or ``sdxl`` for a single-file pipeline checkpoint; InputError for anything else."""
     shapes = read_key_shapes(path) if shapes is None else shapes
+    if any(k.removeprefix("model.diffusion_model.").startswith(_TRANSFORMER_KEYS) for k in shapes):
+        raise FamilyMismatchError(path, "not a Stable Diffusion 1.x/2.x or SDXL checkpoint (SD3/Flux-style "
+                                        "transformer); facechain runs SD 1.5 and SDXL base models")
+    if any(k.startswith(_SDXL_REFINER_TEXT) for k in shapes) and not any(k.startswith(_SDXL_BASE_TEXT) for k in shapes):
+        raise FamilyMismatchError(path, "this is the SDXL refiner, not a base model; pass an SDXL base model")
     if any(k in shapes for k in _SDXL_KEYS):
         family = "sdxl"
     elif any(k in shapes for k in _SD15_KEYS):

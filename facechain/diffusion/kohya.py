@@ -54,13 +54,10 @@ LAYOUTS: dict[str, KohyaLayout] = {
 
 
 def lora_architecture(state_dict: dict[str, torch.Tensor]) -> str:
-    """``sd15`` or ``sdxl`` from a diffusers-format LoRA (SDXL: a second text encoder, 2048-wide cross-attention)."""
-    if any(k.startswith(("text_encoder_2.", "lora_te2_")) for k in state_dict):
-        return "sdxl"
-    for key, value in state_dict.items():
-        if ".attn2.to_k" in key and any(key.endswith(d) for d, _ in _PAIRS) and value.shape[-1] == 2048:
-            return "sdxl"
-    return "sd15"
+    """``sd15`` or ``sdxl`` from a LoRA state dict (:func:`facechain.diffusion.family.family_of_keys`; SD 1.5 when unsure)."""
+    from .family import family_of_keys
+
+    return family_of_keys({k: tuple(v.shape) for k, v in state_dict.items()}) or "sd15"
 
 
 def _pairs(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

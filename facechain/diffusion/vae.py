@@ -37,6 +37,15 @@ def fp32_copy(vae):
         return twin
 
 
+def vae_dtype(vae, dtype: torch.dtype) -> torch.dtype:
+    """``dtype`` to keep a VAE in, except fp32 where fp16 is known to overflow (``force_upcast`` in its
+    config: the stock SDXL VAE gives NaNs in fp16 every time, so the retry below would always run;
+    the fp16-fixed VAE clears the flag). bf16 has fp32's range and stays as it is."""
+    if dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        return torch.float32
+    return dtype
+
+
 def _finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 

@@ -11,6 +11,11 @@ A reference (anything the model store resolves; default: the registry's ``fact-a
 
 The real published files cannot be downloaded on our CI machines; the loader is tested on state
 dicts written in the same layout by tiny modules of the same architecture.
+
+An adapter belongs to one UNet family: its layers sit in that UNet's transformer blocks. The
+published checkpoints are SD 1.5 adapters; an SDXL adapter comes from ``facechain train-adapter``
+on an SDXL base. Pointing one family's adapter at the other's UNet is a one-line error
+(:func:`check_adapter_family`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..diffusion.checkpoints import read_key_shapes
+from ..diffusion.family import FAMILY_NAMES, FamilyMismatchError, ModelFamily, family_of_keys, family_of_unet_config
 from ..errors import InputError
-from ..models.store import ModelStore, default_store
+from ..models.store import ModelStore
 from .adapter import FactAdapter
 from .checkpoint import (
     MappingReport,
@@ -78,35 +85,37 @@ class FactModel:
 
 def resolve_reference(reference: str | Path, name: str, store: ModelStore | None = None) -> Path:
     """A registry name (``fact-adapter``) or any model-store reference -> local path."""
-    from ..models.registry import MODELS
+    from ..models.references import resolve_reference as resolve
 
-    spec = MODELS.get(str(reference))
-    ref = spec.reference if spec is not None else reference
-    return (store or default_store()).resolve(ref, name=spec.name if spec else name)
+    return resolve(reference, store, what=name)[0]
+
+
+def locate_adapter(reference: str | Path = DEFAULT_REFERENCE, *, variant: str = "film", store: ModelStore | None = None) -> Path:
+    """The adapter file a reference means: ours or the published ``variant`` in a folder, or the file itself."""
+    path = resolve_reference(reference, "fact-adapter", store)
+    if not path.is_dir():
+        return path
+    adapter = path / ADAPTER_FILE
+    if not adapter.is_file():
+        published = PUBLISHED_ADAPTER_FILES.get(variant)
+        if published is None:
+            raise InputError(path, f"unknown FACT variant '{variant}' (known: {', '.join(PUBLISHED_ADAPTER_FILES)})")
+        adapter = path / published
+    if not adapter.is_file():
+        raise InputError(path, f"no FACT adapter here (expected {ADAPTER_FILE} or {PUBLISHED_ADAPTER_FILES[variant]})")
+    return adapter
 
 
 def locate_files(reference: str | Path = DEFAULT_REFERENCE, *, encoder: str | Path | None = None, variant: str = "film",
                  store: ModelStore | None = None) -> FactFiles:
     """Which adapter and encoder files a reference means (see the module docstring)."""
-    path = resolve_reference(reference, "fact-adapter", store)
-    if path.is_dir():
-        adapter = path / ADAPTER_FILE
-        if not adapter.is_file():
-            published = PUBLISHED_ADAPTER_FILES.get(variant)
-            if published is None:
-                raise InputError(path, f"unknown FACT variant '{variant}' (known: {', '.join(PUBLISHED_ADAPTER_FILES)})")
-            adapter = path / published
-        if not adapter.is_file():
-            raise InputError(path, f"no FACT adapter here (expected {ADAPTER_FILE} or {PUBLISHED_ADAPTER_FILES[variant]})")
-        folder = path
-    else:
-        adapter, folder = path, path.parent
+    adapter = locate_adapter(reference, variant=variant, store=store)
     if encoder is not None:
         enc = resolve_reference(encoder, "face encoder", store)
         if enc.is_dir():
             enc = encoder_in_folder(enc)
     else:
-        enc = encoder_in_folder(folder)
+        enc = encoder_in_folder(adapter.parent)
     return FactFiles(adapter, enc)
 
 
@@ -136,6 +145,26 @@ def load_encoder(path: Path | str, config: FactConfig | None = None) -> tuple[Fa
     return encoder.eval().requires_grad_(False), report
 
 
+def _family_of_adapter_keys(keys) -> ModelFamily | None:
+    # our layer keys spell block paths with "__" (ModuleDict keys cannot hold dots)
+    return family_of_keys({k.replace("__", "."): () for k in keys})
+
+
+def adapter_family(path: Path | str) -> ModelFamily | None:
+    """The UNet family an adapter file was trained for, from its tensor names (header only for ours)."""
+    return _family_of_adapter_keys(read_key_shapes(path))
+
+
+def check_adapter_family(path: Path | str, adapter: ModelFamily | None, base: ModelFamily | None) -> None:
+    """One line when an adapter of one family meets a base model of the other."""
+    if adapter is None or base is None or adapter == base:
+        return
+    published = " (the published FACT checkpoints are SD 1.5 only)" if adapter == "sd15" else ""
+    raise FamilyMismatchError(path, f"this FACT adapter was trained for {FAMILY_NAMES[adapter]} and cannot run on an "
+                                    f"{FAMILY_NAMES[base]} base model{published}; train one for it with "
+                                    f"'facechain train-adapter DATASET --base-model <{FAMILY_NAMES[base]} model>'")
+
+
 def load_adapter(path: Path | str, unet: nn.Module, config: FactConfig | None = None) -> tuple[FactAdapter, MappingReport]:
     """Build the adapter for ``unet``'s blocks and fill it from our file or a published checkpoint."""
     path = Path(path)
@@ -143,9 +172,11 @@ def load_adapter(path: Path | str, unet: nn.Module, config: FactConfig | None = 
         state, cfg, _ = read_ours(path, "adapter")
         report = MappingReport(str(path))
     else:
-        cfg = config or FactConfig(output_dim=_cross_dim(unet))
         raw, _ = read_state_dict(path)
         state, report = map_published_adapter(raw, str(path))
+    check_adapter_family(path, _family_of_adapter_keys(state), family_of_unet_config(unet.config))
+    if path.suffix.lower() != ".safetensors":
+        cfg = config or FactConfig(output_dim=_cross_dim(unet))
     adapter = FactAdapter.for_unet(unet, cfg)
     load_into(adapter, state, report)
     return adapter, report

@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from .. import options, progress
 from ..atomic import atomic_directory
 from ..config import config_to_dict, load_config
-from ..diffusion.vae import encode_posterior
+from ..diffusion.conditioning import PromptEncoder, size_time_ids
+from ..diffusion.family import FAMILY_NAMES
+from ..diffusion.vae import encode_posterior, vae_dtype
 from ..errors import InputError, TrainingError, writing
 from ..locking import output_lock
 from ..outputs import OutputKind, announce, check_output, check_work_dir, claim_work_dir, guard_inputs, remove_work_dir
@@ -96,7 +98,7 @@ class AdapterTrainer:
         self.encoder, self.adapter, self.dataset, self.cfg = encoder, adapter, dataset, cfg
         self.work_dir, self.device, self.progress = work_dir, device, progress
         self.frozen_dtype = next(self.unet.parameters()).dtype
-        self.text = self._encode_caption(components["tokenizer"], components["text_encoder"], cfg.caption)
+        self.text, self.added = self._encode_caption(components, cfg.caption, cfg.resolution)
         self.routing = FaceTokenRouting(text_len=self.text.shape[1], face_len=adapter.config.num_queries, scale=1.0)
         self.adapter.to(device, torch.float32).train()
         self.params = [p for p in self.adapter.parameters() if p.requires_grad]
@@ -109,13 +111,24 @@ class AdapterTrainer:
         self.latents = self._encode_targets()
 
     @torch.no_grad()
-    def _encode_caption(self, tokenizer, text_encoder, caption: str) -> torch.Tensor:
-        ids = tokenizer(caption, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(self.device)
-        return text_encoder(ids)[0].to(self.frozen_dtype)
+    def _encode_caption(self, parts: dict[str, Any], caption: str, resolution: int):
+        """(1, 77, D) caption states and, for SDXL, the added conditioning (pooled text + size ids of
+        an uncropped ``resolution`` square: the photos are face-aligned crops made at that size)."""
+        encoders = [parts["text_encoder"]] + ([parts["text_encoder_2"]] if parts.get("text_encoder_2") is not None else [])
+        tokenizers = [parts["tokenizer"]] + ([parts["tokenizer_2"]] if parts.get("text_encoder_2") is not None else [])
+        encoder = PromptEncoder(encoders, tokenizers)
+        text = encoder(encoder.tokenize([caption]))
+        if not encoder.dual:
+            return text.hidden.to(self.frozen_dtype), None
+        ids = size_time_ids((resolution, resolution), (0, 0), (resolution, resolution))[None]
+        return text.hidden.to(self.frozen_dtype), {"text_embeds": text.pooled.to(self.frozen_dtype),
+                                                   "time_ids": ids.to(self.device, self.frozen_dtype)}
 
     def _encode_targets(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """VAE posterior (mean, std) of every target image, computed once (the VAE is frozen)."""
+        """VAE posterior (mean, std) of every target image, computed once (the VAE is frozen; in fp32
+        where fp16 would overflow, as with SDXL's VAE)."""
+        dtype = vae_dtype(self.vae, self.frozen_dtype)
+        self.vae.to(dtype=dtype)
         out = {}
         for photo in self.dataset.photos:
             mean, std = encode_posterior(self.vae, photo.pixels[None])
@@ -172,7 +185,10 @@ class AdapterTrainer:
         mixed = self.frozen_dtype != torch.float32  # fp32 adapter + half-precision base model
         try:
             with torch.autocast(self.device.type, dtype=self.frozen_dtype, enabled=mixed):
-                pred = self.unet(noisy, t, encoder_hidden_states=states).sample
+                extra = {}
+                if self.added is not None:  # SDXL: pooled text + size/crop ids, the same for every sample
+                    extra["added_cond_kwargs"] = {k: v.expand(len(draws), -1) for k, v in self.added.items()}
+                pred = self.unet(noisy, t, encoder_hidden_states=states, **extra).sample
             mse = F.mse_loss(pred.float(), target.float())
             fair = fair_loss(self.routing.record, masks)
         finally:
@@ -268,19 +284,34 @@ def default_output(dataset: Path) -> Path:
     return facechain_home() / "adapters" / f"fact-{Path(dataset).resolve().name}"
 
 
-def _load_components(reference: str, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+def _load_components(path: Path, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """The frozen base model (SD 1.5: one text encoder; SDXL: two) from its resolved local path."""
     from diffusers import DDPMScheduler
 
     from ..diffusion.loading import load_sd_pipeline
-    from ..models.registry import MODELS
 
-    spec = MODELS.get(reference)
-    pipe = load_sd_pipeline(spec.reference if spec else reference, dtype=dtype, name=spec.name if spec else "base model")
+    pipe = load_sd_pipeline(path, dtype=dtype, name="base model")
     parts = dict(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                 text_encoder_2=getattr(pipe, "text_encoder_2", None), tokenizer_2=getattr(pipe, "tokenizer_2", None),
                  noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config))
-    for k in ("unet", "vae", "text_encoder"):
-        parts[k].to(device).eval().requires_grad_(False)
+    for k in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if parts[k] is not None:
+            parts[k].to(device).eval().requires_grad_(False)
     return parts
+
+
+def _base_model_family(cfg: AdapterTrainConfig) -> tuple[Path, str]:
+    """The base model's path and family, and a one-line error now (before anything loads) when an
+    ``adapter_init`` of the other family is given."""
+    from ..diffusion.family import base_model_family
+    from .models import adapter_family, check_adapter_family, locate_adapter, resolve_reference
+
+    path = resolve_reference(cfg.base_model, "base model")
+    family = base_model_family(path).family
+    if cfg.adapter_init:
+        init = locate_adapter(cfg.adapter_init, variant=cfg.variant)
+        check_adapter_family(init, adapter_family(init), family)
+    return path, family
 
 
 def _encoder_file(reference: str) -> Path:
@@ -382,6 +413,7 @@ def train_adapter(
             start_from = found[-1]
         else:
             claim_work_dir(work, output)
+        base_path, family = _base_model_family(cfg)  # a family mismatch first: it says what to change
         encoder_file = _encoder_file(cfg.face_encoder)
 
         with progress.reporting(quiet=quiet):
@@ -398,8 +430,8 @@ def train_adapter(
 
             data = build_dataset(dataset, encoder, cfg.resolution, analyzer=analyzer, mask_fn=head_mask_fn(cfg.head_mask),
                                  max_per_person=cfg.max_photos_per_person)  # before the big base model: unusable photos fail fast
-            progress.say(f"loading base model {cfg.base_model}")
-            components = _load_components(cfg.base_model, dev, dt)
+            progress.say(f"loading {FAMILY_NAMES[family]} base model {cfg.base_model}")
+            components = _load_components(base_path, dev, dt)
             adapter = _initial_adapter(cfg, components["unet"], encoder)
             trainer = AdapterTrainer(components, encoder, adapter, data, cfg, work, dev)
             hooks = install_adapter(components["unet"], adapter, trainer.routing)
@@ -412,7 +444,7 @@ def train_adapter(
 
         people = {k: len(v) for k, v in data.people.items()}
         manifest = {
-            "kind": "facechain-fact-adapter", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "kind": "facechain-fact-adapter", "family": family, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "dataset": str(dataset.resolve()), "people": people, "steps": trainer.step, "final_loss": final,
             "training": config_to_dict(cfg), "fact_config": json.loads(adapter.config.to_json()),
             "rejections": [r.to_json() for r in data.rejections],
@@ -421,7 +453,8 @@ def train_adapter(
 
         announce(note)
         with atomic_directory(output, overwrite=overwrite or resume) as tmp:
-            save_safetensors(tmp / ADAPTER_FILE, adapter, adapter.config, "adapter", {"base_model": cfg.base_model})
+            save_safetensors(tmp / ADAPTER_FILE, adapter, adapter.config, "adapter",
+                             {"base_model": cfg.base_model, "family": family})
             save_safetensors(tmp / ENCODER_FILE, encoder, encoder.config, "encoder")
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
             if (work / LOG_FILE).exists():

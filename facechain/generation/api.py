@@ -27,6 +27,7 @@ from PIL import Image
 from .. import __version__, progress
 from ..config import config_to_dict, load_config
 from ..diffusion.device import resolve_device, resolve_dtype
+from ..diffusion.family import check_compatible
 from ..errors import ConfigError, FacechainError, InputError, ModelNotFoundError
 from ..identity import Identity, resolve_identity
 from ..image_io import check_image, load_image
@@ -153,9 +154,9 @@ class RunPlan:
     warnings: list[str] | None = None
 
 
-def _realism_lora(style: Style, base_path: Path, store: ModelStore, warnings: list[str]) -> LoraSpec | None:
-    """The reference's default realism LoRA for a style without a LoRA of its own (SD 1.5 bases only)."""
-    if style.style_lora or style.style_weight == 0.0 or _is_sdxl_folder(base_path):
+def _realism_lora(style: Style, store: ModelStore, warnings: list[str]) -> LoraSpec | None:
+    """The reference's default realism LoRA (SD 1.5) for a style without a LoRA of its own, on SD 1.5 bases."""
+    if style.style_lora or style.style_weight == 0.0:
         return None
     spec = MODELS.get(REALISM_LORA)
     if spec is None:
@@ -167,10 +168,6 @@ def _realism_lora(style: Style, base_path: Path, store: ModelStore, warnings: li
                         f"({str(e).split(';')[0]}); generating without it — 'facechain models download {REALISM_LORA}'")
         return None
     return LoraSpec("style", path, style.style_weight)
-
-
-def _is_sdxl_folder(path: Path) -> bool:
-    return (Path(path) / "text_encoder_2").is_dir()
 
 
 def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose: str | np.ndarray | None,
@@ -198,8 +195,12 @@ def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose:
     if the_style.style_lora:
         path = resolve_style_lora(the_style.style_lora, store, label=f"style LoRA of '{the_style.name}'")
         loras.append(LoraSpec("style", path, the_style.style_weight))
-    else:
-        realism = _realism_lora(the_style, Path(base_path), store, warnings)
+    # SD 1.5 and SDXL parts never mix: a one-line error here, before any model loads
+    family = check_compatible(base_path, identities=[identity] if face_lora is not None and not cfg.face_lora else [],
+                              face_lora=face_lora if cfg.face_lora else None, base_label=base_ref,
+                              style_loras=[lo.path for lo in loras if lo.name == "style"])
+    if not the_style.style_lora and family == "sd15":
+        realism = _realism_lora(the_style, store, warnings)
         if realism is not None:
             loras.append(realism)
     first_seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)

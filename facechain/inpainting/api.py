@@ -23,6 +23,7 @@ from PIL import Image
 
 from .. import __version__, options, progress
 from ..config import config_to_dict, load_config
+from ..diffusion.family import check_compatible
 from ..errors import ConfigError, FacechainError, InputError, OutputExistsError
 from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
@@ -265,6 +266,8 @@ def _run_with_cached_models(cfg: InpaintConfig, base: str, identities: list[Iden
         spec = MODELS[name]
         paths[name] = store.resolve(ref or spec.reference, name=name if ref is None else str(ref),
                                     allow_patterns=spec.allow_patterns if ref is None else None)
+    # SD 1.5 and SDXL parts never mix: a one-line error before any model loads
+    check_compatible(base_path, identities=identities, controlnets=list(paths.values()), base_label=base)
     device = resolve_device(cfg.device)
     key = PipelineKey(str(Path(base_path).resolve()), str(device), dtype_name(resolve_dtype(device, cfg.dtype)))
     with cache.lock:

@@ -119,6 +119,17 @@ register(ModelSpec("openpose-controlnet", "lllyasviel/control_v11p_sd15_openpose
                    kind="controlnet", license="OpenRAIL", size_mb=1445))
 register(ModelSpec("canny-controlnet", "lllyasviel/control_v11p_sd15_canny", "Canny ControlNet (inpaint stage 2, tryon body edges)", ("inpaint", "tryon"),
                    kind="controlnet", license="OpenRAIL", size_mb=1445))
+# SDXL (facechain.diffusion.family tells the families apart; --base-model base-sdxl or any SDXL folder/file/hub id).
+_SDXL_LICENSE = "CreativeML Open RAIL++-M"
+register(ModelSpec("base-sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "SDXL 1.0 base model (--base-model base-sdxl)",
+                   ("train", "generate", "inpaint", "train-adapter"), optional=True, kind="pipeline", license=_SDXL_LICENSE))
+register(ModelSpec("sdxl-vae-fp16-fix", "madebyollin/sdxl-vae-fp16-fix", "SDXL VAE fine-tuned to run in fp16 without NaNs "
+                   "(train --vae sdxl-vae-fp16-fix)", ("train",), optional=True, license="MIT",
+                   allow_patterns=("config.json", "diffusion_pytorch_model.safetensors")))
+register(ModelSpec("openpose-controlnet-sdxl", "xinsir/controlnet-openpose-sdxl-1.0", "SDXL OpenPose ControlNet (--pose and "
+                   "inpaint on SDXL)", ("generate", "inpaint"), optional=True, kind="controlnet", license="Apache-2.0"))
+register(ModelSpec("canny-controlnet-sdxl", "diffusers/controlnet-canny-sdxl-1.0", "SDXL Canny ControlNet (inpaint stage 2 "
+                   "on SDXL)", ("inpaint",), optional=True, kind="controlnet", license=_SDXL_LICENSE))
 # The published FACT files (names as in facechain.fact.config; a test keeps the two in step).
 FACT_FILES = ("ms1mv2_model_TransFace_S.pt", "adapter_film_mask_large_new_reg001_faceshuffle_00290001.ckpt",
               "adapter_maj_mask_large_new_reg001_faceshuffle_00290001.ckpt")

@@ -8,6 +8,10 @@
     <identity>/dataset/                           the prepared dataset it was trained on
     <identity>/train_log.jsonl                    loss per step
 
+The base model's family (SD 1.5 or SDXL) is read when it is resolved and decides the defaults
+(resolution 512 or 1024), the conditioning the trainer caches and the LoRA writer; no flag says
+which family it is. The manifest records it, so generation can refuse to mix families.
+
 The story: resolve the base model (fail fast) -> prepare the photos (or reuse a prepared folder)
 -> load the base model -> train the LoRA (checkpoints in ``<output>.work/``) -> write the identity
 folder atomically -> remove the work folder. A failed or interrupted run leaves no identity
@@ -32,10 +36,13 @@ from .. import __version__, options, progress
 from ..atomic import atomic_directory, atomic_write_text
 from ..config import config_to_dict, load_config
 from ..errors import InputError
+from ..diffusion.family import FAMILY_NAMES
 from ..identity import LORA_FILE, MANIFEST, Identity
 from ..locking import output_lock
+from ..models.references import resolve_reference
 from ..outputs import OutputKind, check_output, check_work_dir, claim_work_dir, guard_inputs, remove_work_dir
 from ..paths import facechain_home, identities_dir
+from ..preprocess.config import PrepareConfig
 from ..progress import say
 from .checkpoint import latest_checkpoint
 from .components import BaseModelInfo, load_components, resolve_base_model
@@ -47,6 +54,7 @@ log = logging.getLogger(__name__)
 
 PathsLike = str | Path | Sequence[str | Path]
 IDENTITY = OutputKind("identity", (MANIFEST,))  # what --overwrite may replace
+PREPARE_RESOLUTION = PrepareConfig().resolution  # prepare's default crop size (512)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -121,15 +129,18 @@ def _work_folder_kept_only_if_resumable(work: Path) -> Iterator[None]:
 
 
 def _prepare_photos(inputs: list[Path], dest: Path, *, resume: bool, config, trigger, retouch, quiet,
-                    analyzer) -> Path:
-    """Run ``facechain prepare`` into the work folder (kept there, so resume does not redo it)."""
+                    analyzer, size: int | None = None) -> Path:
+    """Run ``facechain prepare`` into the work folder (kept there, so resume does not redo it).
+
+    ``size``: crop size when training needs larger crops than prepare's default (SDXL).
+    """
     if resume and is_prepared_folder(dest):
         progress.say(f"reusing the prepared dataset in {dest}")
         return dest
     from ..preprocess.pipeline import prepare
 
     result = prepare(inputs if len(inputs) > 1 else inputs[0], dest, config=config, overwrite=True,
-                     trigger=trigger, retouch=retouch, quiet=quiet, analyzer=analyzer)
+                     trigger=trigger, retouch=retouch, quiet=quiet, analyzer=analyzer, size=size)
     if hasattr(result, "summary"):
         progress.say(result.summary())
     return Path(getattr(result, "output_dir", dest))
@@ -137,15 +148,15 @@ def _prepare_photos(inputs: list[Path], dest: Path, *, resume: bool, config, tri
 
 def _load_trainer(info: BaseModelInfo, examples: list[TrainingExample], cfg: TrainConfig, work: Path) -> LoraTrainer:
     _, _, dtype = resolve_precision(cfg)
-    progress.say(f"loading base model {info.reference}")
-    components = load_components(info, dtype)
+    progress.say(f"loading base model {info.reference} ({FAMILY_NAMES[info.family]})")
+    components = load_components(info, dtype, vae=cfg.vae)
     trainer = LoraTrainer(components, examples, cfg, work_dir=work)
     del components
     gc.collect()  # with latents cached the trainer no longer holds the VAE (and CLIP): let them go
     return trainer
 
 
-def _lora_manifest(cfg: TrainConfig) -> dict[str, Any]:
+def _lora_manifest(cfg: TrainConfig, family: str) -> dict[str, Any]:
     return {
         "format": "diffusers",
         "rank": cfg.rank,
@@ -154,6 +165,8 @@ def _lora_manifest(cfg: TrainConfig) -> dict[str, Any]:
         "alpha_baked_into_weights": True,  # lora.up scaled by alpha/rank: load at weight 1.0 = trained model
         "text_encoder": ({"rank": cfg.text_encoder_rank, "alpha": cfg.text_encoder_alpha,
                           "target_modules": list(cfg.text_encoder_target_modules)} if cfg.train_text_encoder else None),
+        "text_encoders_trained": (["text_encoder", "text_encoder_2"][:2 if family == "sdxl" else 1]
+                                  if cfg.train_text_encoder else []),
     }
 
 
@@ -165,7 +178,7 @@ def _training_manifest(cfg: TrainConfig, outcome: TrainOutcome, trainer: LoraTra
 
 
 #: ``train``/``train_style`` keywords that are :class:`TrainConfig` fields of the same name.
-TRAINING_KEYWORDS = ("base_model", "steps", "epochs", "batch_size", "learning_rate", "lr_scheduler", "rank", "alpha",
+TRAINING_KEYWORDS = ("base_model", "vae", "steps", "epochs", "batch_size", "learning_rate", "lr_scheduler", "rank", "alpha",
                      "train_text_encoder", "seed", "gradient_checkpointing", "cache_latents", "flip", "optimizer",
                      "checkpoint_every")
 _DTYPE_TO_MIXED_PRECISION = {"auto": None, "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
@@ -199,6 +212,7 @@ def train(
     trigger: str | None = None,
     retouch: bool | None = None,
     base_model: str | None = None,
+    vae: str | None = None,
     steps: int | None = None,
     epochs: int | None = None,
     size: int | str | None = None,
@@ -222,8 +236,10 @@ def train(
     """Train a face LoRA from ``photos`` (files/folders, or one prepared dataset folder).
 
     The keywords are the ``facechain train`` flags; ``None`` means "the recipe's" (precedence: keyword >
-    ``config``'s ``train:`` section > :class:`TrainConfig` default). ``size`` is the training side in px
-    (config field ``resolution``); ``dtype`` the training precision (config field ``mixed_precision``:
+    ``config``'s ``train:`` section > :class:`TrainConfig` default). ``base_model`` may be SD 1.5 or SDXL: its
+    family decides the defaults. ``size`` is the training side in px (config field ``resolution``; None: the
+    family's native size, 512 or 1024); ``vae`` replaces the base model's VAE (e.g. ``sdxl-vae-fp16-fix``);
+    ``dtype`` the training precision (config field ``mixed_precision``:
     ``fp32`` = no mixed precision, ``auto`` = bf16/fp16 on CUDA, fp32 elsewhere). ``trigger`` and ``retouch``
     are passed to :func:`~facechain.preprocess.pipeline.prepare`. ``quiet``: no progress. Returns the
     saved :class:`~facechain.identity.Identity`.
@@ -244,13 +260,14 @@ def train(
                         overwrite=overwrite)
     guard_inputs(work, inputs)
 
-    base = resolve_base_model(cfg.base_model)  # a missing model fails here, in one line
+    base, cfg = _resolve_models(cfg)  # a missing or unusable model fails here, in one line
     with output_lock(output), progress.reporting(quiet=quiet):  # a second run into the same output fails at once
         resume_from = _start_work(work, output, resume)
         with _work_folder_kept_only_if_resumable(work):
             if prepared is None:
+                crops = cfg.resolution if base.family == "sdxl" and cfg.resolution > PREPARE_RESOLUTION else None
                 prepared = _prepare_photos(inputs, work / "dataset", resume=resume, config=config, trigger=trigger,
-                                           retouch=retouch, quiet=quiet, analyzer=analyzer)
+                                           retouch=retouch, quiet=quiet, analyzer=analyzer, size=crops)
             elif trigger is not None or retouch is not None:
                 log.warning("%s is already prepared: trigger/retouch are ignored", prepared)
             data = read_prepared(prepared)
@@ -268,6 +285,15 @@ def train(
     return identity
 
 
+def _resolve_models(cfg: TrainConfig) -> tuple[BaseModelInfo, TrainConfig]:
+    """The base model (and family), the replacement VAE if any, and the settings with the family's
+    defaults filled in; nothing is loaded yet."""
+    base = resolve_base_model(cfg.base_model)
+    if cfg.vae:
+        resolve_reference(cfg.vae, what="vae")
+    return base, cfg.for_family(base.family)
+
+
 def _write_identity(output: Path, overwrite: bool, name: str, base: BaseModelInfo, data: PreparedDataset,
                     cfg: TrainConfig, trainer: LoraTrainer, outcome: TrainOutcome, work: Path) -> Identity:
     with atomic_directory(output, overwrite=overwrite) as tmp:
@@ -283,7 +309,7 @@ def _write_identity(output: Path, overwrite: bool, name: str, base: BaseModelInf
         identity = Identity(
             name=name, base_model=base.reference, trigger_word=data.trigger_word, path=output, lora_file=LORA_FILE,
             template_face="template_face.png", template_embedding=data.template_embedding, tags=data.tags,
-            lora=_lora_manifest(cfg), training=_training_manifest(cfg, outcome, trainer), dataset=dataset,
+            lora=_lora_manifest(cfg, base.family), family=base.family, training=_training_manifest(cfg, outcome, trainer), dataset=dataset,
             base_model_revision=base.revision, base_model_sha256=base.unet_sha256, created=_now(),
         )
         identity.save(tmp)
@@ -355,6 +381,7 @@ def train_style(
     overwrite: bool = False,
     resume: bool = False,
     base_model: str | None = None,
+    vae: str | None = None,
     steps: int | None = None,
     epochs: int | None = None,
     size: int | str | None = None,
@@ -390,7 +417,7 @@ def train_style(
     work = work_dir_for(output)
     note = check_output(output, STYLE_LORA, inputs=[folder, config, _local(cfg.base_model)], overwrite=overwrite)
     guard_inputs(work, [folder])
-    base = resolve_base_model(cfg.base_model)
+    base, cfg = _resolve_models(cfg)
     with output_lock(output), progress.reporting(quiet=quiet):
         resume_from = _start_work(work, output, resume)
         with _work_folder_kept_only_if_resumable(work):
@@ -414,10 +441,10 @@ def _write_style_lora(output: Path, overwrite: bool, name: str, folder: Path, ex
         trainer.save_lora(tmp)
         if (work / LOG_FILE).exists():
             shutil.copy2(work / LOG_FILE, tmp / LOG_FILE)
-        manifest = {"name": name, "kind": "style", "base_model": base.reference,
+        manifest = {"name": name, "kind": "style", "base_model": base.reference, "family": base.family,
                     "base_model_revision": base.revision, "base_model_sha256": base.unet_sha256,
                     "images": len(examples), "source": str(folder.resolve()), "prompt": prompt, "created": _now(),
-                    "lora": _lora_manifest(cfg), "training": _training_manifest(cfg, outcome, trainer)}
+                    "lora": _lora_manifest(cfg, base.family), "training": _training_manifest(cfg, outcome, trainer)}
         atomic_write_text(tmp / STYLE_MANIFEST, json.dumps(manifest, indent=2))
         atomic_write_text(tmp / STYLE_SNIPPET,
                           style_snippet(name, output / LORA_FILE, base.reference, prompt, folder.resolve()))

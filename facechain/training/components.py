@@ -1,8 +1,10 @@
 """The Stable Diffusion parts a LoRA is trained on, loaded once from a base-model reference.
 
 The base model can be a diffusers folder, a single-file ``.safetensors`` checkpoint, a Hugging
-Face id or a ModelScope id (``ms:owner/name@rev#subfolder``); the model store resolves it and
-raises a one-line :class:`~facechain.errors.ModelNotFoundError` when it is not available.
+Face id, a ModelScope id (``ms:owner/name@rev#subfolder``) or a ``facechain models`` name
+(``base-sdxl``); the model store resolves it and raises a one-line
+:class:`~facechain.errors.ModelNotFoundError` when it is not available. Its family (SD 1.5 or
+SDXL) is read from its configs or checkpoint header at that point, before anything loads.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from typing import Any, Iterator
 
 import torch
 
-from ..models.registry import MODELS
-from ..models.store import ModelRef, ModelStore, default_store, file_sha256
+from ..diffusion.family import ModelFamily, base_model_family, family_of_unet_config
+from ..errors import TrainingError
+from ..models.references import resolve_reference
+from ..models.store import ModelStore, file_sha256
 
 
 @dataclass
 class SDComponents:
-    """Frozen base-model parts plus the DDPM noise schedule it was trained with."""
+    """Frozen base-model parts plus the DDPM noise schedule it was trained with (SDXL: two text encoders)."""
 
     unet: Any
     vae: Any
@@ -29,13 +33,34 @@ class SDComponents:
     tokenizer: Any
     noise_scheduler: Any  # diffusers DDPMScheduler built from the base model's scheduler config
     reference: str = "in-memory"
+    text_encoder_2: Any = None  # SDXL's second (projection) text encoder
+    tokenizer_2: Any = None
 
     @classmethod
     def from_pipeline(cls, pipe: Any, reference: str = "in-memory") -> "SDComponents":
         from diffusers import DDPMScheduler
 
         return cls(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                   noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config), reference=reference)
+                   noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config), reference=reference,
+                   text_encoder_2=getattr(pipe, "text_encoder_2", None), tokenizer_2=getattr(pipe, "tokenizer_2", None))
+
+    @property
+    def family(self) -> ModelFamily:
+        family = family_of_unet_config(self.unet.config)
+        if family is None:
+            raise TrainingError(f"{self.reference}: the UNet's '{self.unet.config.addition_embed_type}' conditioning "
+                                "is neither SD 1.x/2.x nor SDXL")
+        if (family == "sdxl") != (self.text_encoder_2 is not None):
+            raise TrainingError(f"{self.reference}: an {family} UNet needs {'two text encoders' if family == 'sdxl' else 'one text encoder'}")
+        return family
+
+    @property
+    def text_encoders(self) -> list[Any]:
+        return [self.text_encoder] + ([self.text_encoder_2] if self.text_encoder_2 is not None else [])
+
+    @property
+    def tokenizers(self) -> list[Any]:
+        return [self.tokenizer] + ([self.tokenizer_2] if self.text_encoder_2 is not None else [])
 
     @property
     def prediction_type(self) -> str:
@@ -50,28 +75,20 @@ class BaseModelInfo:
     path: Path  # resolved local path
     revision: str | None  # hub revision / snapshot commit, if any
     unet_sha256: str | None  # hash of the UNet weights file (or of the single-file checkpoint)
-
-
-def registry_name(reference: str) -> str:
-    """The ``facechain models`` name of a reference (so errors can say ``models download NAME``)."""
-    for spec in MODELS.values():
-        if spec.reference == reference:
-            return spec.name
-    return "base model"
+    family: ModelFamily = "sd15"
 
 
 def resolve_base_model(reference: str, store: ModelStore | None = None) -> BaseModelInfo:
-    """Find the base model locally (downloading when allowed); fails fast before any heavy work."""
-    store = store or default_store()
-    ref = ModelRef.parse(reference)
-    name = registry_name(reference)
-    path = store.resolve(reference, name=name if name != "base model" else str(ref))
+    """Find the base model locally (downloading when allowed) and read its family; fails fast,
+    before any heavy work (a model that is neither SD 1.x/2.x nor SDXL is a one-line error here)."""
+    path, ref = resolve_reference(reference, store, what="base model", kind="pipeline")
     revision = ref.revision
     if revision is None and ref.source == "hf":
         m = re.search(r"snapshots/([0-9a-f]{40})", path.as_posix())
         revision = m.group(1) if m else None
     shown = str(path.resolve()) if ref.source == "local" else str(ref)
-    return BaseModelInfo(shown, path, revision, unet_weightsfile_sha256(path))
+    family = base_model_family(path).family
+    return BaseModelInfo(shown, path, revision, unet_weightsfile_sha256(path), family)
 
 
 def unet_weightsfile_sha256(path: Path) -> str | None:
@@ -106,10 +123,12 @@ def _no_loading_bars() -> Iterator[None]:
             tlog.enable_progress_bar()
 
 
-def load_components(info: BaseModelInfo, dtype: torch.dtype = torch.float32) -> SDComponents:
-    """Load the pipeline parts in ``dtype`` through the shared loader (safety checker off)."""
-    from ..diffusion.loading import load_sd_pipeline
+def load_components(info: BaseModelInfo, dtype: torch.dtype = torch.float32, vae: str | None = None) -> SDComponents:
+    """Load the pipeline parts in ``dtype`` through the shared loader (safety checker off);
+    ``vae``: another VAE (reference or ``facechain models`` name, e.g. ``sdxl-vae-fp16-fix``)."""
+    from ..diffusion.loading import load_sd_pipeline, load_vae
 
     with _no_loading_bars():
-        pipe = load_sd_pipeline(info.path, dtype=dtype, name=info.reference)
+        extra = {"vae": load_vae(vae, dtype=dtype, family=info.family)} if vae else {}
+        pipe = load_sd_pipeline(info.path, dtype=dtype, name=info.reference, **extra)
     return SDComponents.from_pipeline(pipe, reference=info.reference)

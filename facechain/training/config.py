@@ -1,7 +1,8 @@
 """Training settings: one dataclass per preset, resolved as defaults < YAML section < keywords/flags.
 
-``TrainConfig`` (section ``train``) carries the reference FaceChain (v3.0.0) face-LoRA recipe: 512 px,
-batch 1, lr 1.5e-4 with a cosine schedule and no warm-up, rank 4 with LoRA scale 1 and a gaussian
+``TrainConfig`` (section ``train``) carries the reference FaceChain (v3.0.0) face-LoRA recipe: 512 px
+(1024 px on SDXL bases: the resolution follows the base model's family unless set), batch 1, lr
+1.5e-4 with a cosine schedule and no warm-up, rank 4 with LoRA scale 1 and a gaussian
 initialisation on the UNet attention projections, 200 epochs (``min(200 x photos, 4000)`` steps).
 docs/train.md and docs/parity.md give the evidence for each value. ``StyleTrainConfig`` (section ``train_style``) is the paper's
 style-LoRA preset: rank 32, lr 1e-4, cosine with restarts, 20 epochs.
@@ -9,10 +10,12 @@ style-LoRA preset: rank 32, lr 1e-4, cosine with restarts, 20 epochs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..diffusion.family import NATIVE_RESOLUTION
 from ..models.registry import DEFAULT_BASE_MODEL
 
 OptimizerName = Literal["auto", "adamw", "adamw8bit"]
@@ -29,7 +32,8 @@ class TrainConfig:
     """Face-LoRA training (``facechain train``); every field is a key of the ``train:`` config section."""
 
     base_model: str = DEFAULT_BASE_MODEL  # diffusers folder, single .safetensors, HF id or ms:owner/name@rev#sub
-    resolution: int = 512
+    resolution: int | None = None  # px; None: the base model's native size (SD 1.5: 512, SDXL: 1024)
+    vae: str | None = None  # replace the base model's VAE (e.g. sdxl-vae-fp16-fix: SDXL's VAE fixed for fp16)
     batch_size: int = 1
     learning_rate: float = 1.5e-4
     lr_scheduler: SchedulerName = "cosine"
@@ -66,14 +70,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from ..errors import ConfigError
 
-        positive = dict(resolution=self.resolution, batch_size=self.batch_size, rank=self.rank,
-                        steps_per_photo=self.steps_per_photo, max_steps=self.max_steps)
+        positive = dict(batch_size=self.batch_size, rank=self.rank, steps_per_photo=self.steps_per_photo,
+                        max_steps=self.max_steps)
+        if self.resolution is not None:
+            positive["resolution"] = self.resolution
         if self.train_text_encoder:
             positive["text_encoder_rank"] = self.text_encoder_rank
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"train option '{key}' must be at least 1, got {value}")
-        if self.resolution % 8:
+        if self.resolution is not None and self.resolution % 8:
             raise ConfigError(f"train option 'resolution' must be a multiple of 8, got {self.resolution}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"train option 'steps' must be at least 1, got {self.steps}")
@@ -85,6 +91,12 @@ class TrainConfig:
             raise ConfigError("train option 'target_modules' must name at least one module")
         if self.lora_init not in ("gaussian", "kaiming"):
             raise ConfigError(f"train option 'lora_init' must be gaussian or kaiming, got {self.lora_init!r}")
+
+    def for_family(self, family: str) -> "TrainConfig":
+        """These settings with the family's defaults filled in (resolution: 512 SD 1.5, 1024 SDXL)."""
+        if self.resolution is not None:
+            return self
+        return dataclasses.replace(self, resolution=NATIVE_RESOLUTION[family])
 
     def total_steps(self, n_images: int) -> int:
         """Explicit ``steps``, else ``epochs`` over the data, else ``min(200 x photos, 4000)`` (the reference's 200 epochs)."""
@@ -108,7 +120,7 @@ class StyleTrainConfig(TrainConfig):
 
 
 #: Settings that must match for ``--resume`` to continue a run exactly.
-RESUME_KEYS = ("base_model", "resolution", "batch_size", "learning_rate", "lr_scheduler", "lr_warmup_steps",
+RESUME_KEYS = ("base_model", "vae", "resolution", "batch_size", "learning_rate", "lr_scheduler", "lr_warmup_steps",
                "lr_num_cycles", "rank", "alpha", "lora_init", "target_modules", "train_text_encoder", "text_encoder_rank",
                "text_encoder_alpha", "text_encoder_target_modules", "seed", "flip", "optimizer", "adam_beta1",
                "adam_beta2", "adam_weight_decay", "adam_epsilon", "max_grad_norm", "mixed_precision")

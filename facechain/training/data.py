@@ -125,15 +125,31 @@ def read_captioned_folder(folder: Path | str) -> list[TrainingExample]:
     return examples
 
 
+def square_crop(h: int, w: int) -> tuple[int, int, int]:
+    """(top, left, side) of the centred square the trainer crops from an h x w image."""
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side
+
+
 def load_training_image(path: Path, resolution: int) -> np.ndarray:
     """RGB float32 HWC in [-1, 1]: centre-cropped to a square, resized to ``resolution``."""
     from PIL import Image
 
     rgb = load_image(path)
-    h, w = rgb.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
+    top, left, side = square_crop(*rgb.shape[:2])
     img = Image.fromarray(rgb[top:top + side, left:left + side])
     if side != resolution:
         img = img.resize((resolution, resolution), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+
+
+def crop_conditioning(path: Path, resolution: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """SDXL's view of :func:`load_training_image`: original (h, w), crop top-left, target (h, w).
+
+    As in SDXL's training, the crop offset is given in the image scaled so that its short side is
+    ``resolution`` (the same crop as cropping first and resizing after).
+    """
+    h, w = load_image(path).shape[:2]
+    top, left, side = square_crop(h, w)
+    scale = resolution / side
+    return (h, w), (round(top * scale), round(left * scale)), (resolution, resolution)

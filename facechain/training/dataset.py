@@ -2,8 +2,9 @@
 
 Encoding an image with the VAE and a caption with CLIP costs as much as a large part of a UNet
 step, yet the inputs never change during training. :class:`CachedDataset` encodes each image
-once (and its mirror image, for flip augmentation) and each caption once, then serves batches
-from memory; the VAE and, unless the text encoder is trained, CLIP are not needed afterwards.
+once (and its mirror image, for flip augmentation) and each caption once (SDXL: both text
+encoders, the pooled embedding and the size/crop time ids too), then serves batches from memory;
+the VAE and, unless a text encoder is trained, CLIP are not needed afterwards.
 :class:`LiveDataset` encodes every step (the plain diffusers recipe; kept for ``cache_latents:
 false`` and the benchmark). Both draw the VAE's posterior sample from the caller's generator,
 so training stays exactly reproducible.
@@ -16,21 +17,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..progress import task as progress_task
+from ..diffusion.conditioning import PromptEncoder, TextConditioning, size_time_ids
 from ..diffusion.vae import encode_posterior
-from .data import TrainingExample, load_training_image
+from ..progress import task as progress_task
+from .data import TrainingExample, crop_conditioning, load_training_image
 
 
 @dataclass
 class Batch:
     latents: torch.Tensor  # (B, 4, h, w), already multiplied by the VAE scaling factor
-    input_ids: torch.Tensor  # (B, 77) token ids (used when the text encoder is trained)
-    encoder_hidden_states: torch.Tensor | None  # (B, 77, D) cached text embeddings, or None
+    input_ids: torch.Tensor  # (B, n_text_encoders, 77) token ids (used when a text encoder is trained)
+    text: TextConditioning | None  # cached text conditioning, or None (encode input_ids)
+    time_ids: torch.Tensor | None = None  # (B, 6) SDXL size/crop conditioning, None for SD 1.x/2.x
 
-
-def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
-    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids
+    def select(self, k: slice) -> "Batch":
+        return Batch(self.latents[k], self.input_ids[k], None if self.text is None else self.text.select(k),
+                     None if self.time_ids is None else self.time_ids[k])
 
 
 def image_tensor(example: TrainingExample, resolution: int, flipped: bool) -> torch.Tensor:
@@ -40,10 +42,14 @@ def image_tensor(example: TrainingExample, resolution: int, flipped: bool) -> to
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+def time_ids_for(examples: list[TrainingExample], resolution: int) -> torch.Tensor:
+    """(N, 6) SDXL size/crop ids of each example (a flip keeps a centred crop where it is)."""
+    return torch.stack([size_time_ids(*crop_conditioning(e.image, resolution)) for e in examples])
+
+
 class _Encoders:
-    def __init__(self, vae, text_encoder, tokenizer, device: torch.device, dtype: torch.dtype):
-        self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
-        self.device, self.dtype = device, dtype
+    def __init__(self, vae, prompt_encoder: PromptEncoder, device: torch.device):
+        self.vae, self.prompt_encoder, self.device = vae, prompt_encoder, device
         self.scaling = float(vae.config.scaling_factor)
         shift = getattr(vae.config, "shift_factor", None)
         self.shift = float(shift) if shift is not None else 0.0
@@ -51,13 +57,14 @@ class _Encoders:
     def posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of the VAE's latent distribution for a (B, 3, H, W) batch in [-1, 1].
 
-        In the VAE's (training) dtype, again in fp32 if half precision overflows.
+        In the VAE's dtype (fp32 for VAEs flagged to overflow in fp16: the trainer decides), again
+        in fp32 if half precision overflows anyway.
         """
         return encode_posterior(self.vae, pixels)
 
     @torch.no_grad()
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.text_encoder(input_ids.to(self.device))[0].float()
+    def embed(self, input_ids: torch.Tensor) -> TextConditioning:
+        return self.prompt_encoder(input_ids).to(torch.device("cpu"), torch.float32)
 
     def sample(self, mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return sample_latents(mean, std, generator, self.shift, self.scaling)
@@ -71,16 +78,17 @@ def sample_latents(mean: torch.Tensor, std: torch.Tensor, generator: torch.Gener
 
 
 class CachedDataset:
-    """Latent posteriors (plain and mirrored) and text embeddings computed once per dataset."""
+    """Latent posteriors (plain and mirrored), text conditioning and SDXL time ids computed once per dataset."""
 
-    def __init__(self, examples: list[TrainingExample], vae, text_encoder, tokenizer, *, resolution: int,
-                 flip: bool, device: torch.device, dtype: torch.dtype, cache_text: bool = True,
+    def __init__(self, examples: list[TrainingExample], vae, prompt_encoder: PromptEncoder, *, resolution: int,
+                 flip: bool, device: torch.device, cache_text: bool = True, time_ids: bool = False,
                  progress: bool = False):
         self.examples = list(examples)
         self.flip = flip
-        enc = _Encoders(vae, text_encoder, tokenizer, device, dtype)
+        enc = _Encoders(vae, prompt_encoder, device)
         self.shift, self.scaling = enc.shift, enc.scaling  # keep no reference to the VAE: it can be freed
-        self.input_ids = tokenize(tokenizer, [e.caption for e in self.examples])
+        self.input_ids = prompt_encoder.tokenize([e.caption for e in self.examples])
+        self.time_ids = time_ids_for(self.examples, resolution) if time_ids else None
         self._posteriors: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         variants = (False, True) if flip else (False,)
         with progress_task("caching latents", total=len(self.examples) * len(variants), unit="img") as bar:
@@ -89,7 +97,7 @@ class CachedDataset:
                     self._posteriors[(i, flipped)] = enc.posterior(image_tensor(ex, resolution, flipped)[None])
                     if bar is not None:
                         bar.update(1)
-        self.embeddings = enc.embed(self.input_ids) if cache_text else None
+        self.text = enc.embed(self.input_ids) if cache_text else None
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -99,20 +107,22 @@ class CachedDataset:
         for i, f in zip(indices, flips):
             mean, std = self._posteriors[(i, bool(f) and self.flip)]
             lat.append(sample_latents(mean, std, generator, self.shift, self.scaling))
-        ehs = self.embeddings[indices] if self.embeddings is not None else None
-        return Batch(torch.cat(lat), self.input_ids[indices], ehs)
+        text = self.text.select(indices) if self.text is not None else None
+        return Batch(torch.cat(lat), self.input_ids[indices], text,
+                     None if self.time_ids is None else self.time_ids[indices])
 
 
 class LiveDataset:
     """Encodes images and captions on every step, like diffusers' ``train_text_to_image_lora.py``."""
 
-    def __init__(self, examples: list[TrainingExample], vae, text_encoder, tokenizer, *, resolution: int,
-                 flip: bool, device: torch.device, dtype: torch.dtype, cache_text: bool = True,
+    def __init__(self, examples: list[TrainingExample], vae, prompt_encoder: PromptEncoder, *, resolution: int,
+                 flip: bool, device: torch.device, cache_text: bool = True, time_ids: bool = False,
                  progress: bool = False):
         self.examples = list(examples)
         self.flip, self.resolution, self.cache_text = flip, resolution, cache_text
-        self.enc = _Encoders(vae, text_encoder, tokenizer, device, dtype)
-        self.input_ids = tokenize(tokenizer, [e.caption for e in self.examples])
+        self.enc = _Encoders(vae, prompt_encoder, device)
+        self.input_ids = prompt_encoder.tokenize([e.caption for e in self.examples])
+        self.time_ids = time_ids_for(self.examples, resolution) if time_ids else None
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -124,4 +134,5 @@ class LiveDataset:
         # one draw per example, in the same order as CachedDataset: both give the same batches
         latents = torch.cat([self.enc.sample(mean[k:k + 1], std[k:k + 1], generator) for k in range(len(indices))])
         ids = self.input_ids[indices]
-        return Batch(latents, ids, self.enc.embed(ids) if self.cache_text else None)
+        return Batch(latents, ids, self.enc.embed(ids) if self.cache_text else None,
+                     None if self.time_ids is None else self.time_ids[indices])

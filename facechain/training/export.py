@@ -32,16 +32,21 @@ def diffusers_lora_layers(model, rank: int, alpha: float) -> dict[str, torch.Ten
     return convert_state_dict_to_diffusers(sd)
 
 
-def save_lora_weights(folder: Path, unet_layers: dict[str, torch.Tensor],
-                      text_encoder_layers: dict[str, torch.Tensor] | None = None) -> Path:
-    """Save with diffusers' own writer (which adds the ``unet.``/``text_encoder.`` prefixes)."""
-    from diffusers import StableDiffusionPipeline
+def save_lora_weights(folder: Path, layers: dict[str, dict[str, torch.Tensor]], family: str = "sd15") -> Path:
+    """Save with diffusers' own writer for the family (it adds the ``unet.``/``text_encoder(_2).``
+    prefixes), so ``StableDiffusion(XL)Pipeline.load_lora_weights(folder)`` reads it as is.
+
+    ``layers``: diffusers-format LoRA weights by component (``unet``, ``text_encoder``, ``text_encoder_2``).
+    """
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    StableDiffusionPipeline.save_lora_weights(save_directory=str(folder), unet_lora_layers=unet_layers,
-                                              text_encoder_lora_layers=text_encoder_layers or None,
-                                              weight_name=LORA_FILE, safe_serialization=True)
+    parts = {f"{name}_lora_layers": sd for name, sd in layers.items() if sd}
+    writer = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    if family != "sdxl" and "text_encoder_2_lora_layers" in parts:
+        raise ValueError("text_encoder_2 LoRA weights belong to an SDXL model")
+    writer.save_lora_weights(save_directory=str(folder), weight_name=LORA_FILE, safe_serialization=True, **parts)
     return folder / LORA_FILE
 
 

@@ -8,6 +8,10 @@ What differs from that example, and why:
 
 * latents and caption embeddings are cached once per dataset (:mod:`.dataset`), which removes the
   VAE and CLIP from every step; flipped images are encoded too, so flip augmentation still works;
+* SDXL bases (two text encoders, ``text_time`` added conditioning) train through the same loop:
+  the cached conditioning then also holds the pooled text embedding and the size/crop time ids
+  (:mod:`facechain.diffusion.conditioning`), and a VAE flagged ``force_upcast`` (the stock SDXL VAE, which overflows
+  in fp16) encodes in fp32 under fp16 mixed precision;
 * every random draw (data order, flips, VAE posterior sample, noise, timesteps) comes from
   generators seeded by ``seed`` whose state goes into each checkpoint: the same seed gives the same
   LoRA on CPU, and a resumed run continues exactly where it stopped;
@@ -35,7 +39,10 @@ import torch.nn.functional as F
 from .. import progress
 from ..options import spell, spell_value
 from ..config import config_to_dict
+from ..diffusion.conditioning import PromptEncoder
 from ..diffusion.device import native_bf16, resolve_device, training_dtype
+from ..diffusion.family import FAMILY_NAMES
+from ..diffusion.vae import vae_dtype
 from ..diffusion.loading import quiet_ml_logs
 from ..errors import ConfigError, TrainingError, writing
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -47,6 +54,7 @@ from .dataset import CachedDataset, LiveDataset
 log = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.jsonl"
+TEXT_ENCODER_PREFIXES = ("text_encoder", "text_encoder_2")  # diffusers' LoRA key prefixes, in encoder order
 _EVAL_SEED = 20240101  # fixed noise/timesteps for the before/after loss measurement
 
 
@@ -200,7 +208,8 @@ class LoraTrainer:
         quiet_ml_logs()
         from peft import LoraConfig
 
-        self.cfg = config
+        self.family = components.family
+        self.cfg = config = config.for_family(self.family)
         self.work_dir = Path(work_dir) if work_dir else None
         self.progress = progress
         self.on_step = on_step
@@ -212,11 +221,14 @@ class LoraTrainer:
         if self.prediction_type not in ("epsilon", "v_prediction"):
             raise TrainingError(f"base model predicts '{self.prediction_type}'; only epsilon and v_prediction are supported")
 
-        self.unet, self.vae, self.text_encoder = components.unet, components.vae, components.text_encoder
-        self.tokenizer = components.tokenizer
-        for module in (self.unet, self.vae, self.text_encoder):
+        self.unet, self.vae = components.unet, components.vae
+        self.text_encoders = components.text_encoders
+        for module in (self.unet, *self.text_encoders):
             module.requires_grad_(False)
             module.to(self.device, dtype=self.weight_dtype)
+        self.vae.requires_grad_(False)
+        self.vae.to(self.device, dtype=vae_dtype(self.vae, self.weight_dtype))
+        self.prompt_encoder = PromptEncoder(self.text_encoders, components.tokenizers)
         self.attention = _set_sdpa(self.unet)
 
         # LoRA A matrices are randomly initialised (B = 0): seed so the same seed gives the same run.
@@ -226,29 +238,30 @@ class LoraTrainer:
         self.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.alpha, init_lora_weights=init,
                                          target_modules=list(config.target_modules)))
         if config.train_text_encoder:
-            self.text_encoder.add_adapter(LoraConfig(r=config.text_encoder_rank, lora_alpha=config.text_encoder_alpha,
-                                                     init_lora_weights=init,
-                                                     target_modules=list(config.text_encoder_target_modules)))
+            for te in self.text_encoders:
+                te.add_adapter(LoraConfig(r=config.text_encoder_rank, lora_alpha=config.text_encoder_alpha,
+                                          init_lora_weights=init, target_modules=list(config.text_encoder_target_modules)))
         self.params = self._trainable_parameters()
         for p in self.params.values():  # LoRA weights train in fp32 even when the base is fp16/bf16
             p.data = p.data.float()
         if config.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             if config.train_text_encoder:
-                self.text_encoder.gradient_checkpointing_enable()
+                for te in self.text_encoders:
+                    te.gradient_checkpointing_enable()
 
         dataset_cls = CachedDataset if config.cache_latents else LiveDataset
-        self.dataset = dataset_cls(examples, self.vae, self.text_encoder, self.tokenizer, resolution=config.resolution,
-                                   flip=config.flip, device=self.device, dtype=self.weight_dtype,
-                                   cache_text=not config.train_text_encoder, progress=progress)
+        self.dataset = dataset_cls(examples, self.vae, self.prompt_encoder, resolution=config.resolution,
+                                   flip=config.flip, device=self.device, cache_text=not config.train_text_encoder,
+                                   time_ids=self.family == "sdxl", progress=progress)
         if config.cache_latents:  # the cache replaces them: off the GPU, and no references kept
-            unused = [self.vae] + ([] if config.train_text_encoder else [self.text_encoder])
+            unused = [self.vae] + ([] if config.train_text_encoder else list(self.text_encoders))
             if self.device.type != "cpu":
                 for module in unused:
                     module.to("cpu")
             self.vae = None
             if not config.train_text_encoder:
-                self.text_encoder = None
+                self.text_encoders, self.prompt_encoder = [], None
             del unused
             gc.collect()
             if self.device.type == "cuda":
@@ -268,7 +281,8 @@ class LoraTrainer:
     # -- description ------------------------------------------------------------------
     def describe(self) -> str:
         c = self.cfg
-        return (f"{self.total_steps} steps on {len(self.dataset)} images at {c.resolution}px, batch {c.batch_size}, "
+        return (f"{FAMILY_NAMES[self.family]} base, {self.total_steps} steps on {len(self.dataset)} images at "
+                f"{c.resolution}px, batch {c.batch_size}, "
                 f"LoRA rank {c.rank}/alpha {c.alpha:g} ({c.lora_init} init){' + text encoder' if c.train_text_encoder else ''}, "
                 f"lr {c.learning_rate:g} {c.lr_scheduler}; device {self.device.type}, precision "
                 f"{'fp32' if self.mixed_precision == 'no' else self.mixed_precision}"
@@ -279,7 +293,8 @@ class LoraTrainer:
     def _trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
         params = {f"unet.{n}": p for n, p in self.unet.named_parameters() if p.requires_grad}
         if self.cfg.train_text_encoder:
-            params.update({f"text_encoder.{n}": p for n, p in self.text_encoder.named_parameters() if p.requires_grad})
+            for prefix, te in zip(TEXT_ENCODER_PREFIXES, self.text_encoders):
+                params.update({f"{prefix}.{n}": p for n, p in te.named_parameters() if p.requires_grad})
         return params
 
     # -- one step -----------------------------------------------------------------------
@@ -302,11 +317,13 @@ class LoraTrainer:
         else:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         with self.accelerator.autocast():
-            if batch.encoder_hidden_states is not None:
-                states = batch.encoder_hidden_states.to(self.device, self.weight_dtype)
-            else:
-                states = self.text_encoder(batch.input_ids.to(self.device))[0]
-            pred = self.unet(noisy.to(self.weight_dtype), timesteps, states).sample
+            text = batch.text if batch.text is not None else self.prompt_encoder(batch.input_ids)
+            text = text.to(self.device, self.weight_dtype)
+            extra = {}
+            if self.family == "sdxl":  # SDXL's added conditioning: pooled text + size/crop time ids
+                extra["added_cond_kwargs"] = {"text_embeds": text.pooled,
+                                              "time_ids": batch.time_ids.to(self.device, self.weight_dtype)}
+            pred = self.unet(noisy.to(self.weight_dtype), timesteps, text.hidden, **extra).sample
         return F.mse_loss(pred.float(), target.float())
 
     def _draw(self, indices: list[int], generator: torch.Generator, allow_flip: bool):
@@ -358,9 +375,8 @@ class LoraTrainer:
         batch, latents, noise, timesteps = self._draw(list(range(n)), g, allow_flip=False)
         total = 0.0
         for k in range(n):  # one at a time: no extra activation memory
-            sub = type(batch)(batch.latents[k:k + 1], batch.input_ids[k:k + 1],
-                              None if batch.encoder_hidden_states is None else batch.encoder_hidden_states[k:k + 1])
-            total += float(self._loss(latents[k:k + 1], noise[k:k + 1], timesteps[k:k + 1], sub))
+            one = slice(k, k + 1)
+            total += float(self._loss(latents[one], noise[one], timesteps[one], batch.select(one)))
         self.unet.train(was_training)
         return total / n
 
@@ -448,7 +464,8 @@ class LoraTrainer:
         started = time.perf_counter() - self.state.seconds
         self.unet.train()
         if self.cfg.train_text_encoder:
-            self.text_encoder.train()
+            for te in self.text_encoders:
+                te.train()
         try:
             with _stop_on_ctrl_c() as flag:
                 while self.state.step < self.total_steps:
@@ -484,17 +501,18 @@ class LoraTrainer:
                             fixed_batch_loss_before=self.state.fixed_loss_before, fixed_batch_loss_after=after)
 
     # -- export -------------------------------------------------------------------------
-    def lora_state_dicts(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-        """UNet and text-encoder LoRA weights in diffusers' format, with alpha/rank baked in."""
+    def lora_state_dicts(self) -> dict[str, dict[str, torch.Tensor]]:
+        """LoRA weights in diffusers' format, alpha/rank baked in, by component: ``unet`` and, when
+        trained, ``text_encoder`` (+ ``text_encoder_2`` for SDXL)."""
         from .export import diffusers_lora_layers
 
-        unet = diffusers_lora_layers(self.unet, self.cfg.rank, self.cfg.alpha)
-        te = (diffusers_lora_layers(self.text_encoder, self.cfg.text_encoder_rank, self.cfg.text_encoder_alpha)
-              if self.cfg.train_text_encoder else None)
-        return unet, te
+        out = {"unet": diffusers_lora_layers(self.unet, self.cfg.rank, self.cfg.alpha)}
+        if self.cfg.train_text_encoder:
+            for prefix, te in zip(TEXT_ENCODER_PREFIXES, self.text_encoders):
+                out[prefix] = diffusers_lora_layers(te, self.cfg.text_encoder_rank, self.cfg.text_encoder_alpha)
+        return out
 
     def save_lora(self, folder: Path) -> Path:
         from .export import save_lora_weights
 
-        unet, te = self.lora_state_dicts()
-        return save_lora_weights(folder, unet, te)
+        return save_lora_weights(folder, self.lora_state_dicts(), self.family)
