@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .ldm_names import ldm_path, unet_prefixes
+from .ldm_names import Prefixes, ldm_path, unet_prefixes
 
 # Suffixes of a LoRA pair in the formats diffusers and peft write: (down/A suffix, up/B suffix).
 _PAIRS = ((".lora.down.weight", ".lora.up.weight"), (".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight"),
@@ -51,13 +51,6 @@ LAYOUTS: dict[str, KohyaLayout] = {
         {"text_encoder": _TEXT_MODEL, "text_encoder_2": _TEXT_MODEL}, layers_per_block=2,
     ),
 }
-
-
-def lora_architecture(state_dict: dict[str, torch.Tensor]) -> str:
-    """``sd15`` or ``sdxl`` from a LoRA state dict (:func:`facechain.diffusion.family.family_of_keys`; SD 1.5 when unsure)."""
-    from .family import family_of_keys
-
-    return family_of_keys({k: tuple(v.shape) for k, v in state_dict.items()}) or "sd15"
 
 
 def _pairs(state_dict: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -117,7 +110,7 @@ def to_kohya(state_dict: dict[str, torch.Tensor], architecture: str = "sd15",
     return out
 
 
-def _ldm_unet_prefixes(pairs: dict[str, tuple], layers_per_block: int):
+def _ldm_unet_prefixes(pairs: dict[str, tuple], layers_per_block: int) -> Prefixes:
     """LDM block names for the UNet layers in ``pairs``, numbered with ``layers_per_block``.
 
     A LoRA does not say how many blocks its UNet has: enough are numbered for every block it

@@ -87,7 +87,8 @@ def export(person: str | Path, output: str | Path | None = None, *, format: str 
     from safetensors.torch import load_file, save
 
     from ..atomic import atomic_write_bytes
-    from ..diffusion.kohya import LAYOUTS, kohya_metadata, lora_architecture, to_kohya
+    from ..diffusion.family import identity_family
+    from ..diffusion.kohya import LAYOUTS, kohya_metadata, to_kohya
     from ..errors import ConfigError, InputError, OutputExistsError
     from ..identity import resolve_identity
 
@@ -105,7 +106,7 @@ def export(person: str | Path, output: str | Path | None = None, *, format: str 
         weights = load_file(str(ident.lora_path))
     except Exception as e:
         raise InputError(ident.lora_path, f"cannot read the identity's LoRA ({type(e).__name__})") from None
-    architecture = lora_architecture(weights)
+    architecture = identity_family(ident) or "sd15"  # the manifest's family, else read off the LoRA's keys
     if format == "diffusers":
         atomic_write_bytes(out, ident.lora_path.read_bytes())
         layers = sum(1 for k in weights if k.endswith(("lora.down.weight", "lora_linear_layer.down.weight", "lora_A.weight")))
