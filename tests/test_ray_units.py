@@ -206,6 +206,18 @@ def test_resources_per_kind_and_pool_capacity():
         validate({"ray_resources": {"train": {"gpus": 1}}})
 
 
+def test_workers_get_the_services_home_even_when_the_process_environment_changes_later(tmp_path, monkeypatch):
+    from facechain.service.ray_executor import RayExecutor
+    from facechain.service.settings import ServiceSettings
+
+    monkeypatch.setenv("FACECHAIN_HOME", str(tmp_path / "home"))
+    executor = RayExecutor(ServiceSettings(root=tmp_path / "home" / "service"), JobStore(tmp_path / "home" / "service"))
+    first = executor._runtime_env()  # at start-up
+    monkeypatch.setenv("FACECHAIN_HOME", str(tmp_path / "elsewhere"))  # e.g. another test, or a library call
+    assert executor._runtime_env() == first  # a replacement worker started now still sees the service's home
+    assert first["env_vars"]["FACECHAIN_HOME"] == str((tmp_path / "home").resolve())
+
+
 def test_settings_check_the_executor_options():
     from facechain.options import OptionError
     from facechain.service.settings import ServiceSettings

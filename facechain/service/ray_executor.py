@@ -135,7 +135,7 @@ class RayExecutor:
         self._owns_ray = False
         self._recovered_at = 0.0
         self._keys: dict[str, str] = {}
-        self._error: BaseException | None = None
+        self._env: dict[str, Any] | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -200,11 +200,16 @@ class RayExecutor:
 
     # -- start-up checks ---------------------------------------------------------------------------
     def _runtime_env(self) -> dict[str, Any]:
-        from ..paths import facechain_home
+        """The environment of every task and worker: taken once, when the service starts, so a worker
+        started later (a replacement) sees the same FACECHAIN_HOME whatever this process's environment is
+        by then."""
+        if self._env is None:
+            from ..paths import facechain_home
 
-        env = {"FACECHAIN_HOME": str(facechain_home().expanduser().resolve())}
-        env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
-        return {"env_vars": env}
+            env = {"FACECHAIN_HOME": str(facechain_home().expanduser().resolve())}
+            env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+            self._env = {"env_vars": env}
+        return self._env
 
     def check_shared_storage(self) -> list[dict[str, Any]]:
         """A task on each alive node reads the marker and writes a reply; refuse to start otherwise."""
