@@ -3,14 +3,16 @@
 The public API is the CLI's verbs, with the same names and keywords (``facechain train PHOTOS
 --steps 400`` is ``facechain.train(PHOTOS, steps=400)``; see :mod:`facechain.options`)::
 
-    prepare, train, train_style, generate, inpaint, faces, evaluate, styles, models, train_adapter, export
+    prepare, train, train_style, generate, inpaint, faces, evaluate, styles, models, train_adapter, export,
+    talk, tryon, serve, batch
 
 plus the types they return or take: ``Portraits``, ``Portrait``, ``Identity``, ``PrepareResult``,
-``PortraitPipeline``, ``TemplatePipeline``. Nothing is imported until used: ``import facechain``
-loads no torch or diffusers.
+``BatchSummary``, ``PortraitPipeline``, ``TemplatePipeline``. Nothing is imported until used:
+``import facechain`` loads no torch or diffusers.
 
-``facechain.models``, ``facechain.styles`` and ``facechain.export`` are also sub-packages/modules
-(``from facechain.models import ModelStore``); calling them runs the verb, so both uses work.
+``facechain.models``, ``facechain.styles``, ``facechain.batch`` and ``facechain.export`` are also
+sub-packages/modules (``from facechain.models import ModelStore``); calling them runs the verb, so
+both uses work.
 """
 
 from __future__ import annotations
@@ -38,18 +40,20 @@ _API: dict[str, tuple[str, str]] = {
     "talk": ("facechain.apps.talking_head.api", "talk"),
     "tryon": ("facechain.apps.tryon.api", "tryon"),
     "serve": ("facechain.service", "serve"),
+    "batch": ("facechain.batch.api", "batch"),
     "Client": ("facechain.service.client", "Client"),
     "Portraits": ("facechain.results", "Portraits"),
     "Portrait": ("facechain.results", "Portrait"),
     "Identity": ("facechain.identity", "Identity"),
     "PrepareResult": ("facechain.preprocess.result", "PrepareResult"),
+    "BatchSummary": ("facechain.batch.runner", "BatchSummary"),
     "PortraitPipeline": ("facechain.pipelines", "PortraitPipeline"),
     "TemplatePipeline": ("facechain.pipelines", "TemplatePipeline"),
 }
 __all__ = list(_API)
 
 #: Verbs whose name is also a sub-package or module of facechain: the module itself is made callable.
-_MODULE_VERBS = {"models", "styles"}
+_MODULE_VERBS = {"models", "styles", "batch"}
 
 
 def _target(name: str):
@@ -103,6 +107,8 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # what editors and type checkers see (nothing of this is imported at run time)
+    from .batch.api import batch  # noqa: F401
+    from .batch.runner import BatchSummary  # noqa: F401
     from .fact.training import train_adapter  # noqa: F401
     from .generation.api import generate  # noqa: F401
     from .identity import Identity  # noqa: F401

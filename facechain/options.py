@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, NoReturn
 
 from .errors import FacechainError
 
-__all__ = ["Option", "Alias", "Shorthand", "Use", "OPTIONS", "OptionError", "add", "cli_door", "spell", "spell_value",
-           "use", "validate", "validate_args", "verb_parser"]
+__all__ = ["Option", "Alias", "Shorthand", "Use", "OPTIONS", "OptionError", "RAY_RESOURCE_KEYS", "add", "cli_door",
+           "spell", "spell_value", "use", "validate", "validate_args", "verb_parser"]
 
 _NOTHING = object()
 
@@ -278,6 +278,52 @@ def _check_device(name: str, value: Any, square: bool) -> str:
     return text
 
 
+#: What a Ray worker may ask for (the keywords of Ray's ``.options()`` that size a worker).
+RAY_RESOURCE_KEYS = frozenset({"num_gpus", "num_cpus", "memory", "resources", "accelerator_type"})
+_RAY_ADDRESS = re.compile(r"^(auto|local|(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5})$")
+
+
+def _check_ray_address(name: str, value: Any, square: bool) -> str:
+    text = str(value).strip()
+    if not _RAY_ADDRESS.match(text):
+        _fail(name, f"must be auto, HOST:PORT or ray://HOST:PORT, got {value!r}")
+    return text
+
+
+def _check_ray_resources(name: str, value: Any, square: bool) -> dict[str, dict[str, Any]]:
+    """``["generate={\"num_gpus\": 0.5}", ...]`` (the CLI's repeated KIND=JSON) or ``{"generate": {...}}``
+    -> job kind -> Ray resources of its workers."""
+    import json
+
+    example = 'e.g. \'generate={"num_gpus": 0.5}\''
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        pairs = []
+        for item in value:
+            kind, sep, text = str(item).partition("=")
+            try:
+                parsed = json.loads(text) if sep else None
+            except ValueError:
+                parsed = None
+            if not kind.strip() or not isinstance(parsed, dict):
+                _fail(name, f"must be KIND=JSON, {example}, got {item!r}")
+            pairs.append((kind.strip(), parsed))
+    else:
+        _fail(name, f"must map a job kind to its Ray resources, {example}, got {value!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for kind, resources in pairs:
+        if not isinstance(resources, Mapping):
+            _fail(name, f"{kind}: expected a mapping of Ray resources, got {resources!r}")
+        unknown = sorted(set(map(str, resources)) - RAY_RESOURCE_KEYS)
+        if unknown:
+            _fail(name, f"{kind}: unknown key {unknown[0]!r} ({did_you_mean(unknown[0], sorted(RAY_RESOURCE_KEYS))})")
+        out[str(kind)] = dict(resources)
+    return out
+
+
 def _mixed_precision_to_dtype(old: str) -> str:
     return {"no": "fp32"}.get(old, old)
 
@@ -496,6 +542,19 @@ _DECLARED: list[Option] = [
            type=int, metavar="N", low=1, group="service"),
     Option("max_upload_files", ("--max-upload-files",), "most files in one upload request (default 64)", type=int,
            metavar="N", low=1, group="service"),
+    # where jobs run (serve, batch)
+    Option("executor", ("--executor",), "run jobs in local worker processes or on a Ray cluster (pip install "
+           "'facechain[ray]')", "local", metavar="NAME", choices=("local", "ray"), group="executor"),
+    Option("ray_address", ("--ray-address",), "the Ray cluster: auto (one running on this machine), "
+           "ray://HOST:PORT (Ray Client) or HOST:PORT (default: $RAY_ADDRESS, else a new local Ray)", metavar="ADDR",
+           check=_check_ray_address, group="executor"),
+    Option("ray_resources", ("--ray-resources",), "Ray resources of the workers for a job kind, e.g. "
+           "'generate={\"num_gpus\": 0.5}' (default: GPU kinds {\"num_gpus\": 1, \"num_cpus\": 1}, prepare "
+           "{\"num_cpus\": 1}); repeatable", metavar="KIND=JSON", check=_check_ray_resources, group="executor"),
+    Option("ray_workers", ("--ray-workers",), "warm GPU workers to keep on Ray (default: as many as the cluster's "
+           "resources fit)", type=int, metavar="N", low=1, group="executor"),
+    Option("max_attempts", ("--max-attempts",), "with --executor ray: a job whose worker died N times ends failed",
+           3, int, "N", low=1, group="executor"),
     # virtual try-on
     Option("garment_mask", ("--garment-mask",), "black/white image of the photo's size, white = garment to keep "
            "(default: found offline: person - head - skin - hands)", metavar="MASK", group="garment"),

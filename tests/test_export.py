@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 import facechain
-from facechain.diffusion.kohya import LAYOUTS, lora_architecture, to_kohya
+from facechain.diffusion.kohya import LAYOUTS, to_kohya
 from facechain.errors import InputError
 from facechain.identity import Identity
 from tests.cli_helpers import run_cli
@@ -137,7 +137,7 @@ def test_identity_by_name_and_default_output(identity_dir, isolated_home, tmp_pa
 
 
 def test_key_table_per_architecture():
-    assert set(LAYOUTS) == {"sd15"}
+    assert set(LAYOUTS) == {"sd15", "sdxl"}
     sd = {"unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora.down.weight": torch.zeros(4, 768),
           "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora.up.weight": torch.zeros(1280, 4),
           "text_encoder.text_model.encoder.layers.3.mlp.fc1.lora_linear_layer.down.weight": torch.zeros(2, 768),
@@ -145,24 +145,55 @@ def test_key_table_per_architecture():
     out = to_kohya(sd, alphas={"unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k": 1.0})
     assert float(out["lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k.alpha"]) == 1.0
     assert float(out["lora_te_text_model_encoder_layers_3_mlp_fc1.alpha"]) == 2.0  # default: alpha = rank
-    xl = {"unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora.down.weight": torch.zeros(4, 2048),
-          "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora.up.weight": torch.zeros(1280, 4)}
-    assert lora_architecture(xl) == "sdxl" and lora_architecture(sd) == "sd15"
-    with pytest.raises(ValueError, match="sdxl LoRAs is not supported yet"):
-        to_kohya(xl, "sdxl")
+    with pytest.raises(ValueError, match="flux LoRAs is not supported yet"):
+        to_kohya(sd, "flux")
     with pytest.raises(ValueError, match="has no matching"):
         to_kohya({"unet.a.lora.down.weight": torch.zeros(1, 1)})
 
 
-def test_sdxl_identity_is_refused_with_one_line(tmp_path):
-    from safetensors.torch import save_file
+def _lora_names(modules: list[str]) -> dict[str, torch.Tensor]:
+    return {f"{m}.lora.{d}.weight": torch.zeros(1, 1) for m in modules for d in ("down", "up")}
 
-    folder = tmp_path / "xl"
-    folder.mkdir()
-    save_file({"text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer.down.weight": torch.zeros(2, 4),
-               "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer.up.weight": torch.zeros(4, 2)},
-              str(folder / "pytorch_lora_weights.safetensors"))
-    (folder / "facechain.json").write_text(json.dumps({"name": "xl", "base_model": "x", "trigger_word": "a man"}))
-    code, _, err = run_cli("export", folder, "-o", tmp_path / "xl.safetensors")
-    assert code == 2 and "not supported yet" in err and err.count("\n") == 1
-    assert not (tmp_path / "xl.safetensors").exists()
+
+def test_sdxl_names_are_sgm_blocks_and_depend_on_layers_per_block():
+    modules = ["unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q",
+               "unet.down_blocks.2.attentions.1.transformer_blocks.9.ff.net.2",
+               "unet.mid_block.attentions.0.transformer_blocks.3.attn2.to_k",
+               "unet.up_blocks.0.attentions.2.proj_out", "unet.up_blocks.1.upsamplers.0.conv",
+               "unet.down_blocks.0.resnets.1.time_emb_proj", "unet.down_blocks.1.downsamplers.0.conv",
+               "unet.add_embedding.linear_1", "text_encoder.encoder.layers.0.self_attn.q_proj",
+               "text_encoder_2.text_model.encoder.layers.31.mlp.fc1", "text_encoder_2.text_projection"]
+    names = {k.split(".")[0] for k in to_kohya(_lora_names(modules), "sdxl")}  # SDXL: layers_per_block = 2
+    assert names == {"lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q",
+                     "lora_unet_input_blocks_8_1_transformer_blocks_9_ff_net_2",
+                     "lora_unet_middle_block_1_transformer_blocks_3_attn2_to_k",
+                     "lora_unet_output_blocks_2_1_proj_out", "lora_unet_output_blocks_5_2_conv",
+                     "lora_unet_input_blocks_2_0_emb_layers_1", "lora_unet_input_blocks_6_0_op",
+                     "lora_unet_label_emb_0_0", "lora_te1_text_model_encoder_layers_0_self_attn_q_proj",
+                     "lora_te2_text_model_encoder_layers_31_mlp_fc1", "lora_te2_text_projection"}
+    tiny = {k.split(".")[0] for k in to_kohya(_lora_names(modules[:1]), "sdxl", layers_per_block=1)}
+    assert tiny == {"lora_unet_input_blocks_3_1_transformer_blocks_0_attn1_to_q"}
+    with pytest.raises(ValueError, match="no sdxl UNet block name"):
+        to_kohya(_lora_names(["unet.encoder_hid_proj"]), "sdxl")
+    with pytest.raises(ValueError, match="no kohya prefix for component 'text_encoder_2'"):
+        to_kohya(_lora_names(["text_encoder_2.text_projection"]), "sd15")
+
+
+def test_every_layer_of_the_full_sdxl_unet_maps_back_in_diffusers():
+    """All 794 Linear/Conv layers of the real SDXL UNet (shipped config, no weights) survive
+    diffusers' own kohya reader (``lora_state_dict`` with the UNet config) under their own names."""
+    from accelerate import init_empty_weights
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_unet_state_dict_to_peft
+
+    import facechain.diffusion as diffusion_pkg
+
+    config = json.loads((Path(diffusion_pkg.__file__).parent / "single_file/sdxl/unet/config.json").read_text())
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(config)
+    modules = [n for n, m in unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    kohya = to_kohya(_lora_names([f"unet.{m}" for m in modules]), "sdxl")
+    assert not any(p in k for k in kohya for p in ("down_blocks", "mid_block", "up_blocks"))  # all SGM names
+    back, _ = StableDiffusionXLPipeline.lora_state_dict(kohya, unet_config=unet.config)
+    peft = convert_unet_state_dict_to_peft({k.removeprefix("unet."): v for k, v in back.items()})
+    assert len(modules) > 700 and {k.rsplit(".lora_", 1)[0] for k in peft} == set(modules)

@@ -171,9 +171,11 @@ def test_vae_runs_in_fp32_only_where_fp16_would_overflow(tiny_sdxl_dir, tmp_path
     from facechain.training.components import load_components, resolve_base_model
 
     stock, fixed = tiny_vae(force_upcast=True), tiny_vae(force_upcast=False)
-    assert vae_dtype(stock, torch.float16) == torch.float32  # the stock SDXL VAE: NaNs in fp16
-    assert vae_dtype(fixed, torch.float16) == torch.float16  # sdxl-vae-fp16-fix clears the flag
-    assert vae_dtype(stock, torch.bfloat16) == torch.bfloat16 and vae_dtype(stock, torch.float32) == torch.float32
+    assert vae_dtype(stock, torch.float16, "sdxl") == torch.float32  # the stock SDXL VAE: NaNs in fp16
+    assert vae_dtype(fixed, torch.float16, "sdxl") == torch.float16  # sdxl-vae-fp16-fix clears the flag
+    assert vae_dtype(stock, torch.bfloat16, "sdxl") == torch.bfloat16 and vae_dtype(stock, torch.float32, "sdxl") == torch.float32
+    # SD 1.5 configs never set the flag and diffusers defaults it to True: only SDXL honours it
+    assert vae_dtype(stock, torch.float16, "sd15") == torch.float16
 
     # --vae replaces the base model's VAE (here a stand-in for the fp16-fixed one, from a folder)
     torch.manual_seed(5)

@@ -27,10 +27,14 @@ def test_shipped_catalogue_is_valid_and_covers_the_range():
     assert len(with_lora) >= 20 and len(styles) - len(with_lora) >= 5
     for s in styles:
         assert "{trigger}" in s.prompt, s.name
-        assert s.base_model and s.base_model.startswith("ms:"), s.name
+        # the reference's styles live on ModelScope; the SDXL ones on the official SDXL base (Hugging Face)
+        sdxl = s.name.startswith("sdxl_")
+        assert s.base_model == ("stabilityai/stable-diffusion-xl-base-1.0" if sdxl else s.base_model) and (
+            sdxl or s.base_model.startswith("ms:")), s.name
         assert 0 < s.face_weight <= 1 and 0 < s.style_weight <= 1, s.name
         if s.style_lora:  # hub LoRAs name their file after '#'
-            assert s.style_lora.startswith("ms:") and s.style_lora.endswith(".safetensors"), s.name
+            assert (sdxl or s.style_lora.startswith("ms:")) and s.style_lora.endswith(".safetensors"), s.name
+            assert "#" in s.style_lora, s.name
     # the reference's data made it across, e.g. the polaroid LoRA and its weight
     polaroid = find_style("polaroid")
     assert polaroid.style_lora == "ms:YorickHe/polaroid_lora@v1.0.0#InstantPhotoX3.safetensors" and polaroid.style_weight == 0.4

@@ -41,6 +41,7 @@ VERB_FUNCTIONS = {
     "talk": lambda: facechain.talk,
     "export": lambda: facechain.export,
     "serve": lambda: facechain.serve,
+    "batch": lambda: facechain.batch,
     "tryon": lambda: facechain.tryon,
 }
 #: the old spellings of one concept: none may be a live option (flag or keyword) anywhere
@@ -270,8 +271,8 @@ def test_validate_normalises_sizes_and_passes_unknown_keywords_through():
 
 def test_dir_of_facechain_is_exactly_the_api():
     expected = {"prepare", "train", "train_style", "generate", "inpaint", "faces", "evaluate", "styles", "models",
-                "train_adapter", "export", "talk", "tryon", "serve", "Client", "Portraits", "Portrait", "Identity", "PrepareResult", "PortraitPipeline",
-                "TemplatePipeline"}
+                "train_adapter", "export", "talk", "tryon", "serve", "batch", "Client", "Portraits", "Portrait", "Identity",
+                "PrepareResult", "BatchSummary", "PortraitPipeline", "TemplatePipeline"}
     assert set(facechain.__all__) == expected
     assert set(dir(facechain)) == expected | {"__version__"}
     importlib.import_module("facechain.config")  # imported sub-modules do not show up either

@@ -39,6 +39,7 @@ VERB_MODULES = [
     "cmd_talk",
     "cmd_export",
     "cmd_serve",
+    "cmd_batch",
 ]
 
 

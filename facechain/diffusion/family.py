@@ -242,3 +242,23 @@ def _refuse(path, role: str, got: ModelFamily | None, width: int | None, base: B
     if width is not None and base.cross_attention_dim is not None and width != base.cross_attention_dim:
         raise FamilyMismatchError(path, f"this {role} was made for {width}-wide text conditioning but the base model "
                                         f"{shown} has {base.cross_attention_dim} (SD 2.x vs SD 1.x?)")
+
+
+def reference_family(reference: str | Path, store: Any = None) -> ModelFamily | None:
+    """The family of a base-model reference *without downloading it*: a local folder or file is read,
+    a registry entry knows its family, a model already in the store is read; else None (unknown)."""
+    from ..errors import FacechainError
+    from ..models.references import registry_spec
+    from ..models.store import default_store
+
+    path = Path(str(reference)).expanduser()
+    if path.exists():
+        return base_model_family(path).family
+    spec = registry_spec(reference)
+    if spec is not None and spec.family in FAMILIES:
+        return spec.family  # type: ignore[return-value]
+    try:
+        local = (store or default_store()).resolve(spec.reference if spec else str(reference), download=False)
+        return base_model_family(local).family
+    except (FacechainError, ValueError):
+        return None

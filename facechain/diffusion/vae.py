@@ -4,8 +4,10 @@ Some VAEs (SD 1.5's own at large sizes, several community VAEs baked into civita
 overflow in fp16: a decode returns NaN/inf and the image comes out black. diffusers upcasts only
 where a config says ``force_upcast``; SD 1.5 pipelines never do. These helpers run the VAE in its
 own dtype (fast, little memory) and, only when that yields a non-finite value, run the same call
-again on an fp32 copy of the VAE. The copy is made once per VAE and kept beside it (weakly
-referenced), and the VAE given is never modified, so another thread using it is unaffected.
+again on an fp32 copy of the VAE. An SDXL VAE whose config says ``force_upcast`` (the stock one,
+which always overflows in fp16) goes to the fp32 copy straight away (``family="sdxl"``). The copy
+is made once per VAE and kept beside it (weakly referenced), and the VAE given is never modified,
+so another thread using it is unaffected.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ def fp32_copy(vae):
         return twin
 
 
-def vae_dtype(vae, dtype: torch.dtype) -> torch.dtype:
-    """``dtype`` to keep a VAE in, except fp32 where fp16 is known to overflow (``force_upcast`` in its
-    config: the stock SDXL VAE gives NaNs in fp16 every time, so the retry below would always run;
-    the fp16-fixed VAE clears the flag). bf16 has fp32's range and stays as it is."""
-    if dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+def vae_dtype(vae, dtype: torch.dtype, family: str | None) -> torch.dtype:
+    """``dtype`` to run a VAE in, except fp32 where fp16 is known to overflow: an SDXL VAE whose config
+    says ``force_upcast`` (the stock one gives NaNs in fp16 every time, so the retry below would
+    always run; the fp16-fixed VAE clears the flag). Only SDXL honours the flag, as in diffusers:
+    ``AutoencoderKL`` defaults it to True, so SD 1.5 configs, which never set it, carry it too.
+    bf16 has fp32's range and stays as it is."""
+    if dtype == torch.float16 and family == "sdxl" and getattr(vae.config, "force_upcast", False):
         return torch.float32
     return dtype
 
@@ -57,7 +61,7 @@ def _factors(vae) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+def decode_latents(vae, latents: torch.Tensor, family: str | None = None) -> torch.Tensor:
     """Decode UNet-scale latents (what ``output_type="latent"`` returns) into images in [-1, 1].
 
     Returns a float32 ``(B, 3, H, W)`` tensor on the VAE's device. Decodes in the VAE's dtype; if
@@ -66,6 +70,8 @@ def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     scaling, shift = _factors(vae)
     z = latents / scaling + shift
     param = next(vae.parameters())
+    if vae_dtype(vae, param.dtype, family) != param.dtype:  # fp16 known to overflow: fp32 straight away
+        return fp32_copy(vae).decode(z.to(param.device, torch.float32), return_dict=False)[0].float()
     image = vae.decode(z.to(param.device, param.dtype), return_dict=False)[0]
     if param.dtype in _HALF and not _finite(image):
         log.info("VAE decode overflowed in %s; decoding again in fp32", str(param.dtype).replace("torch.", ""))
@@ -74,13 +80,16 @@ def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_posterior(vae, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_posterior(vae, pixels: torch.Tensor, family: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std (float32) of the VAE's latent distribution for ``(B, 3, H, W)`` pixels in [-1, 1].
 
     Runs in the VAE's dtype; again in fp32 when that gives a non-finite value. Unscaled: multiply
     a sample by the scaling factor (after subtracting the shift) before it goes to the UNet.
     """
     param = next(vae.parameters())
+    if vae_dtype(vae, param.dtype, family) != param.dtype:  # fp16 known to overflow: fp32 straight away
+        dist = fp32_copy(vae).encode(pixels.to(param.device, torch.float32)).latent_dist
+        return dist.mean.float(), dist.std.float()
     dist = vae.encode(pixels.to(param.device, param.dtype)).latent_dist
     mean, std = dist.mean, dist.std
     if param.dtype in _HALF and not _finite(mean, std):

@@ -148,21 +148,19 @@ class FactSession:
     def embeds(self, prompt: str | list[str], negative_prompt: str | list[str] | None = None,
                pipe: Any | None = None, clip_skip: int | None = None) -> dict[str, torch.Tensor]:
         """``prompt_embeds``/``negative_prompt_embeds`` (+ pooled ones for SDXL) for ``pipe(...)``."""
+        from ..diffusion.prompt_embeds import encode_prompt
+
         pipe = pipe or self.pipe
         device = next(pipe.unet.parameters()).device
         # None stays None: SDXL then uses zeros as its negative, exactly like a plain pipe(prompt) call
-        if isinstance(prompt, list) and isinstance(negative_prompt, str):
-            negative_prompt = [negative_prompt] * len(prompt)
-        if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL
-            pe, npe, pooled, npooled = pipe.encode_prompt(
-                prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True,
-                negative_prompt=negative_prompt, clip_skip=clip_skip,
-            )
-            out = self.append_face_tokens(pe, npe)
-            out.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=npooled)
-            return out
-        pe, npe = pipe.encode_prompt(prompt, device, 1, True, negative_prompt=negative_prompt, clip_skip=clip_skip)
-        return self.append_face_tokens(pe, npe)
+        embeds = encode_prompt(pipe, prompt, negative_prompt, device=device, clip_skip=clip_skip)
+        return self.append_face_tokens_to(embeds).kwargs()
+
+    def append_face_tokens_to(self, embeds):
+        """:meth:`append_face_tokens` on a :class:`~facechain.diffusion.prompt_embeds.PromptEmbeds`
+        (the pooled SDXL embeddings pass unchanged: face tokens only extend the token sequence)."""
+        out = self.append_face_tokens(embeds.prompt, embeds.negative)
+        return embeds.with_tokens(out["prompt_embeds"], out["negative_prompt_embeds"])
 
     def append_face_tokens(self, prompt_embeds: torch.Tensor,
                            negative_prompt_embeds: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:

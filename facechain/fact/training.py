@@ -33,7 +33,7 @@ from .. import options, progress
 from ..atomic import atomic_directory
 from ..config import config_to_dict, load_config
 from ..diffusion.conditioning import PromptEncoder, size_time_ids
-from ..diffusion.family import FAMILY_NAMES
+from ..diffusion.family import FAMILY_NAMES, family_of_unet_config
 from ..diffusion.vae import encode_posterior, vae_dtype
 from ..errors import InputError, TrainingError, writing
 from ..locking import output_lock
@@ -127,11 +127,12 @@ class AdapterTrainer:
     def _encode_targets(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """VAE posterior (mean, std) of every target image, computed once (the VAE is frozen; in fp32
         where fp16 would overflow, as with SDXL's VAE)."""
-        dtype = vae_dtype(self.vae, self.frozen_dtype)
+        family = family_of_unet_config(self.unet.config)
+        dtype = vae_dtype(self.vae, self.frozen_dtype, family)
         self.vae.to(dtype=dtype)
         out = {}
         for photo in self.dataset.photos:
-            mean, std = encode_posterior(self.vae, photo.pixels[None])
+            mean, std = encode_posterior(self.vae, photo.pixels[None], family)
             out[id(photo)] = (mean.to(self.frozen_dtype), std.to(self.frozen_dtype))
         return out
 

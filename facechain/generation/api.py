@@ -27,11 +27,13 @@ from PIL import Image
 from .. import __version__, progress
 from ..config import config_to_dict, load_config
 from ..diffusion.device import resolve_device, resolve_dtype
-from ..diffusion.family import check_compatible
+from ..diffusion.family import (NATIVE_RESOLUTION, check_compatible, family_name, identity_family,
+                                reference_family)
 from ..errors import ConfigError, FacechainError, InputError, ModelNotFoundError
 from ..identity import Identity, resolve_identity
 from ..image_io import check_image, load_image
 from ..models.registry import DEFAULT_BASE_MODEL, MODELS
+from ..models.references import resolve_reference
 from ..models.store import ModelStore, default_store
 from ..postprocess.fusion import FUSION_BACKENDS
 from ..results import Portrait, Portraits, check_output_folder
@@ -152,6 +154,9 @@ class RunPlan:
     pose: str | np.ndarray | None
     fact_variant: str | None = None  # with photos: the FACT adapter variant for this base model
     warnings: list[str] | None = None
+    family: str = "sd15"  # of the base model: "sd15" | "sdxl" (facechain.diffusion.family)
+    controlnet_ref: str | None = None  # with a pose: the OpenPose ControlNet (the family's default unless given)
+    controlnet_path: Path | None = None
 
 
 def _realism_lora(style: Style, store: ModelStore, warnings: list[str]) -> LoraSpec | None:
@@ -172,17 +177,20 @@ def _realism_lora(style: Style, store: ModelStore, warnings: list[str]) -> LoraS
 
 def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose: str | np.ndarray | None,
              store: ModelStore) -> RunPlan:
-    """Resolve style, sampling settings and model references (precedence: options > style > defaults)."""
+    """Resolve style, sampling settings and model references (precedence: options > style > defaults).
+
+    The base model decides the family (SD 1.5 or SDXL) and with it the pipelines, the default size
+    and the default ControlNet; every other model given is checked against it before anything loads.
+    """
     from ..fact import config as fact_config
 
     warnings: list[str] = []
     the_style = resolve_style(style if style is not None else cfg.style, prompt=cfg.prompt,
                               style_lora=cfg.style_lora, style_weight=cfg.style_weight,
                               default=None if cfg.prompt else DEFAULT_STYLE)
-    width, height = parse_size(cfg.size, "size") if cfg.size else the_style.size
     face_weight = the_style.face_weight if cfg.face_weight is None else cfg.face_weight
-    base_ref = str(cfg.base_model or the_style.base_model or identity.base_model)
-    base_path = store.resolve(base_ref, name=_base_label(base_ref))
+    base_ref = str(cfg.base_model or _style_base_model(the_style, identity, cfg, store, warnings) or identity.base_model)
+    base_path, _ = resolve_reference(base_ref, store, kind="pipeline")
     if base_ref != str(identity.base_model):
         log.info("face LoRA of '%s' was trained on %s; generating on %s", identity.name, identity.base_model, base_ref)
     loras: list[LoraSpec] = []
@@ -195,14 +203,23 @@ def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose:
     if the_style.style_lora:
         path = resolve_style_lora(the_style.style_lora, store, label=f"style LoRA of '{the_style.name}'")
         loras.append(LoraSpec("style", path, the_style.style_weight))
+    controlnet_ref, controlnet_path = None, None
+    if pose is not None:
+        family = reference_family(base_path, store)
+        spec = MODELS["openpose-controlnet-sdxl" if family == "sdxl" else "openpose-controlnet"]
+        controlnet_ref = str(cfg.openpose_controlnet or spec.name)
+        controlnet_path, _ = resolve_reference(controlnet_ref, store, kind="controlnet")
     # SD 1.5 and SDXL parts never mix: a one-line error here, before any model loads
     family = check_compatible(base_path, identities=[identity] if face_lora is not None and not cfg.face_lora else [],
                               face_lora=face_lora if cfg.face_lora else None, base_label=base_ref,
-                              style_loras=[lo.path for lo in loras if lo.name == "style"])
+                              style_loras=[lo.path for lo in loras if lo.name == "style"],
+                              controlnets=[controlnet_path] if controlnet_path is not None else [])
     if not the_style.style_lora and family == "sd15":
         realism = _realism_lora(the_style, store, warnings)
         if realism is not None:
             loras.append(realism)
+    native = NATIVE_RESOLUTION[family]
+    width, height = parse_size(cfg.size, "size") if cfg.size else (the_style.size or (native, native))
     first_seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     steps, guidance = the_style.steps, the_style.guidance_scale
     variant = None
@@ -218,7 +235,23 @@ def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose:
         base_model=base_ref, base_path=Path(base_path), face_lora=face_lora, face_weight=face_weight,
         loras=[lo for lo in loras if lo.weight != 0.0],  # weight 0 is the same as not loading it
         seeds=[first_seed + i for i in range(cfg.num_images)], pose=pose, fact_variant=variant, warnings=warnings,
+        family=family, controlnet_ref=controlnet_ref, controlnet_path=controlnet_path,
     )
+
+
+def _style_base_model(style: Style, identity: Identity, cfg: GenerateConfig, store: ModelStore,
+                      warnings: list[str]) -> str | None:
+    """The style's base model, unless it is a prompt-only style made for the other family than the
+    identity's: a prompt is just text, so it follows the identity's own base model (with a note)."""
+    if not style.base_model or not style.prompt_only or cfg.photo:
+        return style.base_model
+    want = identity_family(identity)
+    got = reference_family(style.base_model, store) if want is not None else None
+    if got is None or got == want:
+        return style.base_model
+    warnings.append(f"style '{style.name}' is prompt-only and made for {family_name(got)}; it follows the identity's "
+                    f"{family_name(want)} base model {identity.base_model}")
+    return None
 
 
 def _base_label(reference: str) -> str:
@@ -255,11 +288,8 @@ def build_pipelines(plan: RunPlan, cfg: GenerateConfig, store: ModelStore, cache
     out = Pipelines(pipe, device=key.device, dtype=key.dtype)
     if plan.pose is not None:
         out.pose_condition = _pose_condition(plan.pose, (plan.width, plan.height))
-        spec = MODELS["openpose-controlnet"]
-        out.controlnet_ref = str(cfg.openpose_controlnet or spec.reference)
-        path = store.resolve(out.controlnet_ref, name=spec.name if cfg.openpose_controlnet is None else out.controlnet_ref,
-                             allow_patterns=spec.allow_patterns)
-        out.controlnet_pipe = cache.controlnet_pipe(pipe, path, key)
+        out.controlnet_ref = plan.controlnet_ref
+        out.controlnet_pipe = cache.controlnet_pipe(pipe, plan.controlnet_path, key)
         set_sampler(out.controlnet_pipe, plan.sampler)
     return out
 

@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from .. import progress
+from ..diffusion.prompt_embeds import PromptEmbeds, encode_prompt, is_sdxl_pipeline
 from ..postprocess.fusion import FaceFuser, FusionBackend, FusionResult
 from ..postprocess.ranking import MIN_FACE_FRACTION, RankedImage, SimilarityRanker
 from ..types import Face
@@ -150,12 +151,11 @@ class PortraitGenerator:
         cfg = request.guidance > 1.0
         with torch.inference_mode():
             with _timed(times, "text_encoding", device):
-                prompt_embeds, negative_embeds = pipe.encode_prompt(
-                    request.prompts.prompt, device, 1, cfg, negative_prompt=request.prompts.negative_prompt if cfg else None
-                )
+                # one encoding for every seed; SDXL pipelines also get their pooled embeddings
+                embeds = encode_prompt(pipe, request.prompts.prompt, request.prompts.negative_prompt, guidance=cfg,
+                                       device=device)
                 if self.fact is not None:  # FACT: 16 face tokens per photo after the 77 text tokens
-                    emb = self.fact.append_face_tokens(prompt_embeds, negative_embeds if cfg else None)
-                    prompt_embeds, negative_embeds = emb["prompt_embeds"], emb["negative_prompt_embeds"]
+                    embeds = self.fact.append_face_tokens_to(embeds)
             extra = {}
             if use_pose:
                 from PIL import Image
@@ -166,11 +166,11 @@ class PortraitGenerator:
             bar = progress.task("portraits", total=len(seeds), unit="image")
             face_adapter = self.fact.applied_to(pipe) if self.fact is not None else contextlib.nullcontext()
             with face_adapter:
-                self._denoise_batches(pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar)
+                self._denoise_batches(pipe, request, embeds, extra, seeds, images, times, bar)
             bar.close()
         return images
 
-    def _denoise_batches(self, pipe, request, prompt_embeds, negative_embeds, cfg, extra, seeds, images, times, bar) -> None:
+    def _denoise_batches(self, pipe, request, embeds: PromptEmbeds, extra, seeds, images, times, bar) -> None:
         """Seeded batches through the pipeline (latents out), each VAE-decoded into ``images``."""
         device = pipe._execution_device
         for start in range(0, len(seeds), max(1, request.batch_size)):
@@ -179,8 +179,7 @@ class PortraitGenerator:
             generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in batch]
             with _timed(times, "denoising", device):
                 latents = pipe(
-                    prompt_embeds=prompt_embeds.repeat(n, 1, 1),
-                    negative_prompt_embeds=negative_embeds.repeat(n, 1, 1) if cfg else None,
+                    **embeds.repeat(n).kwargs(),
                     num_inference_steps=request.steps, guidance_scale=request.guidance,
                     width=request.width, height=request.height, generator=generators,
                     output_type="latent", **extra,
@@ -218,11 +217,11 @@ class PortraitGenerator:
 def decode_latents(pipe, latents: torch.Tensor) -> list[np.ndarray]:
     """VAE-decode latents into RGB uint8 arrays (what ``output_type="np"`` would give, as uint8).
 
-    An fp16 decode that overflows (NaN/inf: some community VAEs) is redone in fp32
-    (:func:`facechain.diffusion.vae.decode_latents`).
+    An fp16 decode that overflows (NaN/inf: some community VAEs) is redone in fp32, and SDXL's stock
+    VAE (``force_upcast``) decodes in fp32 straight away (:func:`facechain.diffusion.vae.decode_latents`).
     """
     from ..diffusion.vae import decode_latents as decode_safely
 
-    decoded = decode_safely(pipe.vae, latents)
+    decoded = decode_safely(pipe.vae, latents, "sdxl" if is_sdxl_pipeline(pipe) else "sd15")
     arr = pipe.image_processor.postprocess(decoded, output_type="np", do_denormalize=[True] * decoded.shape[0])
     return [np.ascontiguousarray((np.clip(a, 0.0, 1.0) * 255.0).round().astype(np.uint8)) for a in arr]

@@ -40,6 +40,7 @@ class ModelSpec:
     kind: str = "repo"  # pipeline | controlnet | file | repo (hub models only)
     license: str = "see model page"
     size_mb: float | None = None  # approximate download size, when known
+    family: str | None = None  # pipelines and ControlNets: "sd15" | "sdxl" (facechain.diffusion.family), known unseen
 
     def __post_init__(self) -> None:
         if self.allow_patterns is None and not self.bundled and self.fetch is None:
@@ -110,26 +111,26 @@ def get_model_spec(name: str) -> ModelSpec:
 DEFAULT_BASE_MODEL = "ms:ly261666/cv_portrait_model@v2.0#film/film"
 MAJICMIX_BASE_MODEL = "ms:YorickHe/majicmixRealistic_v6@v1.0.0#realistic"
 register(ModelSpec("base-sd15-portrait", DEFAULT_BASE_MODEL, "SD 1.5 portrait base model (the paper's film-style model)",
-                   ("train", "generate", "inpaint", "tryon"), kind="pipeline", license=_SD15_LICENSE + " (SD 1.5 derivative)"))
+                   ("train", "generate", "inpaint", "tryon"), kind="pipeline", family="sd15", license=_SD15_LICENSE + " (SD 1.5 derivative)"))
 register(ModelSpec("base-majicmix-realistic", MAJICMIX_BASE_MODEL, "majicMIX realistic v6, SD 1.5 (base model of many styles)",
-                   (), kind="pipeline", license=_SD15_LICENSE + " (SD 1.5 derivative)"))
+                   (), kind="pipeline", family="sd15", license=_SD15_LICENSE + " (SD 1.5 derivative)"))
 register(ModelSpec("base-sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "plain SD 1.5 base model (--base-model)", ("train", "generate"),
-                   optional=True, kind="pipeline", license=_SD15_LICENSE, size_mb=4265))
+                   optional=True, kind="pipeline", family="sd15", license=_SD15_LICENSE, size_mb=4265))
 register(ModelSpec("openpose-controlnet", "lllyasviel/control_v11p_sd15_openpose", "OpenPose ControlNet (--pose, inpaint, tryon bones + hands)", ("generate", "inpaint", "tryon"),
-                   kind="controlnet", license="OpenRAIL", size_mb=1445))
+                   kind="controlnet", family="sd15", license="OpenRAIL", size_mb=1445))
 register(ModelSpec("canny-controlnet", "lllyasviel/control_v11p_sd15_canny", "Canny ControlNet (inpaint stage 2, tryon body edges)", ("inpaint", "tryon"),
-                   kind="controlnet", license="OpenRAIL", size_mb=1445))
+                   kind="controlnet", family="sd15", license="OpenRAIL", size_mb=1445))
 # SDXL (facechain.diffusion.family tells the families apart; --base-model base-sdxl or any SDXL folder/file/hub id).
 _SDXL_LICENSE = "CreativeML Open RAIL++-M"
 register(ModelSpec("base-sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "SDXL 1.0 base model (--base-model base-sdxl)",
-                   ("train", "generate", "inpaint", "train-adapter"), optional=True, kind="pipeline", license=_SDXL_LICENSE))
+                   ("train", "generate", "inpaint", "train-adapter"), optional=True, kind="pipeline", family="sdxl", license=_SDXL_LICENSE))
 register(ModelSpec("sdxl-vae-fp16-fix", "madebyollin/sdxl-vae-fp16-fix", "SDXL VAE fine-tuned to run in fp16 without NaNs "
                    "(train --vae sdxl-vae-fp16-fix)", ("train",), optional=True, license="MIT",
                    allow_patterns=("config.json", "diffusion_pytorch_model.safetensors")))
 register(ModelSpec("openpose-controlnet-sdxl", "xinsir/controlnet-openpose-sdxl-1.0", "SDXL OpenPose ControlNet (--pose and "
-                   "inpaint on SDXL)", ("generate", "inpaint"), optional=True, kind="controlnet", license="Apache-2.0"))
+                   "inpaint on SDXL)", ("generate", "inpaint"), optional=True, kind="controlnet", family="sdxl", license="Apache-2.0"))
 register(ModelSpec("canny-controlnet-sdxl", "diffusers/controlnet-canny-sdxl-1.0", "SDXL Canny ControlNet (inpaint stage 2 "
-                   "on SDXL)", ("inpaint",), optional=True, kind="controlnet", license=_SDXL_LICENSE))
+                   "on SDXL)", ("inpaint",), optional=True, kind="controlnet", family="sdxl", license=_SDXL_LICENSE))
 # The published FACT files (names as in facechain.fact.config; a test keeps the two in step).
 FACT_FILES = ("ms1mv2_model_TransFace_S.pt", "adapter_film_mask_large_new_reg001_faceshuffle_00290001.ckpt",
               "adapter_maj_mask_large_new_reg001_faceshuffle_00290001.ckpt")
@@ -161,12 +162,12 @@ for _group, _uses in _POSE_USES.items():
 # Virtual try-on: the depth ControlNet + a monocular depth estimator for the depth-on-hands control (optional;
 # skipped and said so when absent) and an SD inpainting model (9-channel UNet) for the redraw (--inpaint-model).
 register(ModelSpec("depth-controlnet", "lllyasviel/control_v11f1p_sd15_depth", "Depth ControlNet (virtual try-on: depth on the hands)",
-                   ("tryon",), optional=True, kind="controlnet", license="OpenRAIL", size_mb=1445))
+                   ("tryon",), optional=True, kind="controlnet", family="sd15", license="OpenRAIL", size_mb=1445))
 register(ModelSpec("depth-estimator", "depth-anything/Depth-Anything-V2-Small-hf", "monocular depth, Depth Anything V2 small "
                    "(tryon depth on the hands)", ("tryon",), optional=True, allow_patterns=("*.json", "model.safetensors"),
                    license="Apache-2.0"))
 register(ModelSpec("sd15-inpainting", "stable-diffusion-v1-5/stable-diffusion-inpainting", "SD 1.5 inpainting model, 9-channel "
-                   "UNet (tryon --inpaint-model)", ("tryon",), optional=True, kind="pipeline", license=_SD15_LICENSE))
+                   "UNet (tryon --inpaint-model)", ("tryon",), optional=True, kind="pipeline", family="sd15", license=_SD15_LICENSE))
 # The reference merges this realism LoRA (SD 1.5) into every style without a LoRA of its own, at the style weight.
 register(ModelSpec("realism-lora", "ms:Cherrytest/zjz_mj_jiyi_small_addtxt_fromleo@v1.0.0#zjz_mj_jiyi_small_addtxt_fromleo.safetensors",
                    "realism LoRA merged into prompt-only styles (the reference's default style LoRA)", ("generate",),

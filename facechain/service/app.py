@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import FacechainError
 from .errors import ServiceError
-from .executor import Executor, LocalExecutor
+from .executor import Executor, make_executor
 from .jobs import Job, JobState
 from .kinds import ValidationContext, all_kinds, validate, warm_up
 from .schemas import (ErrorOut, HealthOut, IdentitiesOut, JobIn, JobOut, JobsOut, KindOut, KindsOut, ModelsOut, StateName,
@@ -53,7 +53,7 @@ class Service:
         self.store = JobStore(settings.root)
         self.uploads = UploadStore(self.store, settings.uploads_dir, max_bytes=settings.max_upload_bytes,
                                    max_pixels=settings.max_upload_pixels)
-        self.executor = executor or LocalExecutor(settings, self.store)
+        self.executor = executor or make_executor(settings, self.store)
 
     def submit_job(self, kind: str, params: dict[str, Any], idempotency_key: str | None = None) -> tuple[Job, bool]:
         """Validate and queue a job; ``(job, created)`` (False: an earlier request with this key made it)."""
@@ -162,6 +162,15 @@ def create_app(settings: ServiceSettings | None = None, executor: Executor | Non
     app.add_middleware(RequestGuard, token=settings.token, max_upload_body=upload_body,
                        max_json_body=settings.max_json_bytes, delegated=delegated)
     return app
+
+
+def connect_executor(app: FastAPI) -> None:
+    """With the Ray executor: connect and check every node's storage now, so an unreachable cluster or a node
+    without the shared FACECHAIN_HOME stops ``serve`` with one line before it listens (the app's start-up then
+    finds the executor running). The local executor starts with the app, as before."""
+    service: Service = app.state.service
+    if service.settings.executor == "ray":
+        service.executor.start()
 
 
 def api_router(service: Service) -> APIRouter:

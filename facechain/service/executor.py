@@ -343,3 +343,12 @@ def _device_list(workers: int) -> list[str] | None:
     if visible:
         return [d.strip() for d in visible.split(",") if d.strip()] or None
     return [str(i) for i in range(workers)] if workers > 1 else None
+
+
+def make_executor(settings: ServiceSettings, store: JobStore) -> Executor:
+    """The executor ``settings.executor`` names: ``local`` (default) or ``ray`` (needs the ray extra)."""
+    if settings.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(settings, store)
+    return LocalExecutor(settings, store)

@@ -217,14 +217,20 @@ class JobStore:
         rows = self._conn().execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         return {s.value: 0 for s in JobState} | {r["state"]: r["n"] for r in rows}
 
-    def claim_next(self, owner: str, kinds: Iterable[str] | None = None) -> Job | None:
+    def claim_next(self, owner: str, kinds: Iterable[str] | None = None,
+                   prefer: Callable[[Job], float] | None = None) -> Job | None:
         """Take the oldest queued job (of ``kinds``) whose prerequisites succeeded; mark it running.
 
+        With ``prefer``, the runnable job it scores highest is taken instead (ties: the oldest; a job
+        scored ``-inf`` is left for another claimant); the Ray executor uses it to give a warm worker
+        the jobs for the base model it already holds.
         A job whose prerequisite failed or was cancelled fails here, with the reason.
         """
         allowed = None if kinds is None else set(kinds)
         with self._tx() as db:
             rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY created LIMIT 200")
+            chosen: Job | None = None
+            best = float("-inf")
             for job in map(_row_to_job, rows.fetchall()):
                 if allowed is not None and job.kind not in allowed:
                     continue
@@ -244,12 +250,19 @@ class JobStore:
                     continue
                 if blocked:
                     continue
-                db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, started = ?, owner = ?, "
-                           "message = ? WHERE id = ? AND state = 'queued'",
-                           (now(), owner, "starting", job.id))
-                job.state, job.attempts, job.message = JobState.RUNNING, job.attempts + 1, "starting"
-                return job
-        return None
+                if prefer is None:
+                    chosen = job
+                    break
+                score = prefer(job)
+                if score > best:
+                    chosen, best = job, score
+            if chosen is None:
+                return None
+            db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, started = ?, owner = ?, "
+                       "message = ? WHERE id = ? AND state = 'queued'",
+                       (now(), owner, "starting", chosen.id))
+            chosen.state, chosen.attempts, chosen.message = JobState.RUNNING, chosen.attempts + 1, "starting"
+            return chosen
 
     def finish(self, job_id: str, state: JobState, *, error: str | None = None,
                result: dict[str, Any] | None = None) -> bool:
@@ -323,6 +336,13 @@ class JobStore:
             if cur.rowcount:
                 self._append_event(db, job_id, {"type": "progress", **data, "job_progress": progress,
                                                  "job_message": message})
+
+    def add_event(self, job_id: str, data: dict[str, Any], message: str | None = None) -> None:
+        """Store an event of the executor about a job (``{"type": "attempt", ...}``), optionally as its message."""
+        with self._tx() as db:
+            if message is not None:
+                db.execute("UPDATE jobs SET message = ? WHERE id = ?", (message, job_id))
+            self._append_event(db, job_id, data)
 
     def events(self, job_id: str, after_seq: int = 0, limit: int = 500) -> list[JobEvent]:
         rows = self._conn().execute("SELECT seq, time, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",

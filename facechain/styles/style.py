@@ -12,7 +12,7 @@ keys are rejected with a message naming the file and the key. Example::
     face_weight: 0.95
     prompt: "{trigger}, white hair, neon glowing glasses, cybernetics, upper_body, raw photo"
     negative_prompt: null             # null: facechain's default negative prompt
-    size: 512x512
+    size: null                        # null: the base model's native size (SD 1.5 512, SDXL 1024)
     steps: 40
     guidance_scale: 7.0
     sampler: dpm_singlestep
@@ -44,7 +44,6 @@ DEFAULT_FACE_WEIGHT = 0.95
 DEFAULT_STYLE_WEIGHT = 0.25
 DEFAULT_STEPS = 40
 DEFAULT_GUIDANCE = 7.0
-DEFAULT_SIZE = (512, 512)
 #: ``dpm_singlestep`` (DPMSolverSinglestepScheduler) is what the reference forces for LoRA portraits;
 #: ``default`` keeps the base model's own scheduler.
 SAMPLERS = ("default", "dpm_singlestep", "ddim", "pndm", "euler", "euler_a", "heun", "lms", "dpm++2m", "dpm++2m_karras",
@@ -94,7 +93,7 @@ class Style:
     style_weight: float = DEFAULT_STYLE_WEIGHT
     face_weight: float = DEFAULT_FACE_WEIGHT
     negative_prompt: str | None = None
-    size: tuple[int, int] = DEFAULT_SIZE
+    size: tuple[int, int] | None = None  # (W, H); None: the base model family's native size
     steps: int = DEFAULT_STEPS
     guidance_scale: float = DEFAULT_GUIDANCE
     sampler: str = DEFAULT_SAMPLER
@@ -113,7 +112,7 @@ class Style:
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["size"] = f"{self.size[0]}x{self.size[1]}"
+        d["size"] = f"{self.size[0]}x{self.size[1]}" if self.size else None
         d["path"] = str(self.path) if self.path else None
         return d
 

@@ -12,64 +12,32 @@ from typing import Any
 
 import torch
 
-_RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
-           ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection"))
+from ..diffusion.ldm_names import Prefixes, ldm_path, unet_prefixes
+
 _VAE_RESNET = (("conv_shortcut", "nin_shortcut"),)
 _VAE_ATTENTION = (("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out"))
 
 
-def _unet_prefixes(config: dict[str, Any], controlnet: bool = False) -> list[tuple[str, str, tuple]]:
+def _unet_prefixes(config: dict[str, Any], controlnet: bool = False) -> Prefixes:
     """(diffusers module prefix, LDM module prefix, inner renames) for the UNet (or ControlNet) blocks."""
-    n = len(config["block_out_channels"])
-    lpb = config["layers_per_block"]
-    out: list[tuple[str, str, tuple]] = [
-        ("time_embedding.linear_1", "time_embed.0", ()), ("time_embedding.linear_2", "time_embed.2", ()),
-        ("add_embedding.linear_1", "label_emb.0.0", ()), ("add_embedding.linear_2", "label_emb.0.2", ()),
-        ("conv_in", "input_blocks.0.0", ()),
-        ("mid_block.resnets.0", "middle_block.0", _RESNET), ("mid_block.attentions.0", "middle_block.1", ()),
-        ("mid_block.resnets.1", "middle_block.2", _RESNET),
-    ]
-    for i in range(n):
-        for j in range(lpb):
-            idx = 1 + i * (lpb + 1) + j
-            out += [(f"down_blocks.{i}.resnets.{j}", f"input_blocks.{idx}.0", _RESNET),
-                    (f"down_blocks.{i}.attentions.{j}", f"input_blocks.{idx}.1", ())]
-        if i < n - 1:
-            out.append((f"down_blocks.{i}.downsamplers.0.conv", f"input_blocks.{(i + 1) * (lpb + 1)}.0.op", ()))
+    n, lpb = len(config["block_out_channels"]), config["layers_per_block"]
+    out = unet_prefixes(n, lpb, config.get("up_block_types", ()), controlnet)
     if controlnet:
         out += [("controlnet_mid_block", "middle_block_out.0", ()),
                 ("controlnet_cond_embedding.conv_in", "input_hint_block.0", ()),
                 ("controlnet_cond_embedding.conv_out", "input_hint_block.14", ())]
         out += [(f"controlnet_down_blocks.{k}", f"zero_convs.{k}.0", ()) for k in range(1 + n * (lpb + 1) - 1)]
         out += [(f"controlnet_cond_embedding.blocks.{k}", f"input_hint_block.{2 * (k + 1)}", ()) for k in range(6)]
-        return out
-    out += [("conv_norm_out", "out.0", ()), ("conv_out", "out.2", ())]
-    for i, kind in enumerate(config["up_block_types"]):
-        for j in range(lpb + 1):
-            idx = i * (lpb + 1) + j
-            out += [(f"up_blocks.{i}.resnets.{j}", f"output_blocks.{idx}.0", _RESNET),
-                    (f"up_blocks.{i}.attentions.{j}", f"output_blocks.{idx}.1", ())]
-        if i < n - 1:
-            slot = 2 if "CrossAttn" in kind else 1
-            out.append((f"up_blocks.{i}.upsamplers.0.conv", f"output_blocks.{i * (lpb + 1) + lpb}.{slot}.conv", ()))
     return out
 
 
-def _rename(state_dict: dict[str, torch.Tensor], prefixes: list[tuple[str, str, tuple]], target: str) -> dict[str, torch.Tensor]:
+def _rename(state_dict: dict[str, torch.Tensor], prefixes: Prefixes, target: str) -> dict[str, torch.Tensor]:
     out = {}
-    ordered = sorted(prefixes, key=lambda p: -len(p[0]))  # longest prefix first
     for key, value in state_dict.items():
-        for src, dst, inner in ordered:
-            if key.startswith(src + "."):
-                rest = key[len(src) + 1:]
-                for a, b in inner:
-                    if rest.startswith(a + "."):
-                        rest = b + rest[len(a):]
-                        break
-                out[f"{target}{dst}.{rest}"] = value
-                break
-        else:
+        name = ldm_path(key, prefixes)
+        if name is None:
             raise KeyError(f"no LDM name for {key}")
+        out[target + name] = value
     return out
 
 
@@ -83,7 +51,7 @@ def controlnet_to_ldm(controlnet) -> dict[str, torch.Tensor]:
 
 def vae_to_ldm(vae) -> dict[str, torch.Tensor]:
     n = len(vae.config.block_out_channels)
-    prefixes: list[tuple[str, str, tuple]] = [
+    prefixes: Prefixes = [
         ("quant_conv", "quant_conv", ()), ("post_quant_conv", "post_quant_conv", ()),
     ]
     for part in ("encoder", "decoder"):

@@ -64,13 +64,15 @@ class ExportResult:
     path: Path
     architecture: str
     layers: int  # LoRA layers in the file
+    notes: tuple[str, ...] = ()  # assumptions the file rests on (e.g. SDXL block numbering without the base model)
 
     def to_json(self) -> dict:
         return {"identity": self.identity, "format": self.format, "path": str(self.path),
-                "architecture": self.architecture, "layers": self.layers}
+                "architecture": self.architecture, "layers": self.layers, "notes": list(self.notes)}
 
     def summary(self) -> str:
-        return f"{self.identity}: {self.layers} LoRA layers ({self.architecture}, {self.format} layout) -> {self.path}"
+        line = f"{self.identity}: {self.layers} LoRA layers ({self.architecture}, {self.format} layout) -> {self.path}"
+        return "\n".join([line, *(f"note: {n}" for n in self.notes)])
 
 
 def export(person: str | Path, output: str | Path | None = None, *, format: str = "kohya", overwrite: bool = False,
@@ -85,7 +87,8 @@ def export(person: str | Path, output: str | Path | None = None, *, format: str 
     from safetensors.torch import load_file, save
 
     from ..atomic import atomic_write_bytes
-    from ..diffusion.kohya import kohya_metadata, lora_architecture, to_kohya
+    from ..diffusion.family import identity_family
+    from ..diffusion.kohya import LAYOUTS, kohya_metadata, to_kohya
     from ..errors import ConfigError, InputError, OutputExistsError
     from ..identity import resolve_identity
 
@@ -103,18 +106,48 @@ def export(person: str | Path, output: str | Path | None = None, *, format: str 
         weights = load_file(str(ident.lora_path))
     except Exception as e:
         raise InputError(ident.lora_path, f"cannot read the identity's LoRA ({type(e).__name__})") from None
-    architecture = lora_architecture(weights)
+    architecture = identity_family(ident) or "sd15"  # the manifest's family, else read off the LoRA's keys
     if format == "diffusers":
         atomic_write_bytes(out, ident.lora_path.read_bytes())
         layers = sum(1 for k in weights if k.endswith(("lora.down.weight", "lora_linear_layer.down.weight", "lora_A.weight")))
         return ExportResult(ident.name, format, out, architecture, layers)
+    standard = LAYOUTS[architecture].layers_per_block if architecture in LAYOUTS else None
+    layers_per_block, notes = _unet_layers_per_block(ident.base_model, standard) if standard else (None, ())
     try:
-        kohya = to_kohya(weights, architecture)
+        kohya = to_kohya(weights, architecture, layers_per_block=layers_per_block)
     except ValueError as e:
         raise InputError(ident.lora_path, str(e)) from None
-    meta = kohya_metadata(architecture, kohya, {
-        "ss_output_name": ident.name, "facechain_identity": ident.name, "facechain_trigger_word": ident.trigger_word,
-        "facechain_base_model": str(ident.base_model),
-    })
-    atomic_write_bytes(out, save(kohya, metadata=meta))
-    return ExportResult(ident.name, format, out, architecture, sum(1 for k in kohya if k.endswith(".alpha")))
+    extra = {"ss_output_name": ident.name, "facechain_identity": ident.name, "facechain_trigger_word": ident.trigger_word,
+             "facechain_base_model": str(ident.base_model)}
+    if layers_per_block is not None:
+        extra["facechain_unet_layers_per_block"] = str(layers_per_block)
+    atomic_write_bytes(out, save(kohya, metadata=kohya_metadata(architecture, kohya, extra)))
+    return ExportResult(ident.name, format, out, architecture, sum(1 for k in kohya if k.endswith(".alpha")), notes)
+
+
+def _unet_layers_per_block(base_model: str, standard: int) -> tuple[int, tuple[str, ...]]:
+    """The identity's base UNet's ``layers_per_block`` (SGM block numbers depend on it), and notes.
+
+    Read from ``unet/config.json`` when the base model is on this machine (never downloaded for an
+    export); a single-file checkpoint has the architecture's ``standard`` layout. Otherwise the
+    standard value too, said in a note.
+    """
+    from ..errors import FacechainError, InputError
+    from ..models.store import default_store
+    from ..textfiles import read_json
+
+    assumed = f"its block numbers assume the standard SDXL UNet (layers_per_block={standard})"
+    try:
+        path = default_store().resolve(base_model, kind="pipeline", download=False)
+    except (FacechainError, ValueError):
+        return standard, (f"base model {base_model} is not on this machine: {assumed}",)
+    config = path / "unet" / "config.json"
+    if path.is_file():  # a single-file checkpoint: loaded with the standard layout
+        return standard, ()
+    if not config.is_file():
+        return standard, (f"{config} not found: {assumed}",)
+    value = read_json(config, dict, "UNet config").get("layers_per_block", standard)
+    values = value if isinstance(value, list) else [value]
+    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 or v != values[0] for v in values):
+        raise InputError(config, f"layers_per_block {value!r}: kohya's SDXL block names need one positive number")
+    return values[0], ()

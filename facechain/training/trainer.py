@@ -227,7 +227,7 @@ class LoraTrainer:
             module.requires_grad_(False)
             module.to(self.device, dtype=self.weight_dtype)
         self.vae.requires_grad_(False)
-        self.vae.to(self.device, dtype=vae_dtype(self.vae, self.weight_dtype))
+        self.vae.to(self.device, dtype=vae_dtype(self.vae, self.weight_dtype, self.family))
         self.prompt_encoder = PromptEncoder(self.text_encoders, components.tokenizers)
         self.attention = _set_sdpa(self.unet)
 
