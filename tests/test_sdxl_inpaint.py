@@ -202,7 +202,9 @@ def test_seam_round_trip_of_an_fp16_sdxl_vae_runs_in_fp32_and_leaves_the_vae_alo
 
     vae16 = tiny_vae(0, scaling_factor=0.13025, force_upcast=True).to(torch.float16)
     image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    got = vae_round_trip(vae16, image)
-    want = vae_round_trip(copy.deepcopy(vae16).to(torch.float32), image)
+    got = vae_round_trip(vae16, image, "sdxl")
+    want = vae_round_trip(copy.deepcopy(vae16).to(torch.float32), image, "sdxl")
     assert got.dtype == np.float32 and np.isfinite(got).all() and np.array_equal(got, want)
+    # SD 1.5 VAEs carry the flag too (diffusers' default) without meaning it: they stay in fp16
+    assert not np.array_equal(vae_round_trip(vae16, image, "sd15"), want)
     assert next(vae16.parameters()).dtype == torch.float16  # the shared VAE is not converted

@@ -100,14 +100,13 @@ def encode_posterior(vae, pixels: torch.Tensor, family: str | None = None) -> tu
 
 
 @torch.no_grad()
-def round_trip(vae, pixels: torch.Tensor) -> torch.Tensor:
+def round_trip(vae, pixels: torch.Tensor, family: str | None = None) -> torch.Tensor:
     """decode(encode(pixels)) through the posterior mean, float32 in [-1, 1]: what the VAE keeps of an image.
 
-    A VAE whose config says ``force_upcast`` (SDXL's: it overflows in fp16) runs on its fp32 twin, as
-    the diffusers pipelines do; any other runs in its own dtype, again in fp32 on a non-finite result.
+    An SDXL VAE whose config says ``force_upcast`` (it overflows in fp16) runs on its fp32 twin, as
+    the diffusers SDXL pipelines do (:func:`vae_dtype`); any other runs in its own dtype, again in
+    fp32 on a non-finite result.
     """
-    if getattr(vae.config, "force_upcast", False):
-        vae = fp32_copy(vae)
-    mean, _ = encode_posterior(vae, pixels)
+    mean, _ = encode_posterior(vae, pixels, family)
     scaling, shift = _factors(vae)
-    return decode_latents(vae, (mean - shift) * scaling)  # at UNet scale, which decode_latents undoes
+    return decode_latents(vae, (mean - shift) * scaling, family)  # at UNet scale, which decode_latents undoes

@@ -32,7 +32,7 @@ from ..diffusion.family import (NATIVE_RESOLUTION, check_compatible, family_name
 from ..errors import ConfigError, FacechainError, InputError, ModelNotFoundError
 from ..identity import Identity, resolve_identity
 from ..image_io import check_image, load_image
-from ..models.registry import DEFAULT_BASE_MODEL, MODELS
+from ..models.registry import DEFAULT_BASE_MODEL, DEFAULT_CONTROLNETS, MODELS
 from ..models.references import resolve_reference
 from ..models.store import ModelStore, default_store
 from ..postprocess.fusion import FUSION_BACKENDS
@@ -206,8 +206,7 @@ def plan_run(cfg: GenerateConfig, identity: Identity, style: Style | None, pose:
     controlnet_ref, controlnet_path = None, None
     if pose is not None:
         family = reference_family(base_path, store)
-        spec = MODELS["openpose-controlnet-sdxl" if family == "sdxl" else "openpose-controlnet"]
-        controlnet_ref = str(cfg.openpose_controlnet or spec.name)
+        controlnet_ref = str(cfg.openpose_controlnet or DEFAULT_CONTROLNETS[family or "sd15"]["openpose"])
         controlnet_path, _ = resolve_reference(controlnet_ref, store, kind="controlnet")
     # SD 1.5 and SDXL parts never mix: a one-line error here, before any model loads
     family = check_compatible(base_path, identities=[identity] if face_lora is not None and not cfg.face_lora else [],

@@ -31,7 +31,8 @@ from ..identity import Identity, resolve_identity
 from ..image_io import load_image, save_png
 from ..outputs import check_file_output
 from ..results import Portrait, Portraits, check_output_folder
-from .config import DEFAULT_CONTROLNETS, InpaintConfig
+from ..models.registry import DEFAULT_CONTROLNETS
+from .config import InpaintConfig
 from .template_faces import TemplateFace, draw_numbered_faces, find_template_faces
 
 log = logging.getLogger(__name__)

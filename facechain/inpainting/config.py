@@ -11,11 +11,6 @@ from typing import Literal
 
 from ..fact.config import DEFAULT_SCALE_INPAINT
 
-#: The registry's ControlNets for a base-model family, used when none are given.
-DEFAULT_CONTROLNETS: dict[str, dict[str, str]] = {
-    "sd15": {"openpose": "openpose-controlnet", "canny": "canny-controlnet"},
-    "sdxl": {"openpose": "openpose-controlnet-sdxl", "canny": "canny-controlnet-sdxl"},
-}
 
 
 @dataclass

@@ -371,7 +371,7 @@ class TemplatePortraitPipeline:
         mask = build_face_mask(pixels.shape[:2], lm_crop, tface.size, dilate=cfg.mask_dilate,
                                feather=cfg.mask_feather, forehead=cfg.forehead, region=region)
         model_input = resize_to(pixels, res)
-        round_trip = vae_round_trip(self.inpaint.vae, model_input) if cfg.seam_correction else None
+        round_trip = vae_round_trip(self.inpaint.vae, model_input, self.family) if cfg.seam_correction else None
         return WorkCrop(
             box=box, pixels=pixels, model_input=model_input,
             landmarks=box.to_crop(tface.face.landmarks68, res),

@@ -21,13 +21,13 @@ from .geometry import CropBox, resize_to
 from .masks import FaceMask
 
 
-def vae_round_trip(vae, image: np.ndarray) -> np.ndarray:
+def vae_round_trip(vae, image: np.ndarray, family: str | None = None) -> np.ndarray:
     """decode(encode(image)) as float32 RGB in [0, 255] (posterior mean: SD's VAE is near-deterministic;
     fp16-safe, SDXL's VAE in fp32: :func:`facechain.diffusion.vae.round_trip`)."""
     from ..diffusion.vae import round_trip
 
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-    y = round_trip(vae, x)
+    y = round_trip(vae, x, family)
     y = ((y / 2 + 0.5).clamp(0, 1) * 255.0)[0].permute(1, 2, 0)
     return y.cpu().numpy().astype(np.float32)
 

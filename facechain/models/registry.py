@@ -134,6 +134,11 @@ register(ModelSpec("canny-controlnet-sdxl", "diffusers/controlnet-canny-sdxl-1.0
 # The published FACT files (names as in facechain.fact.config; a test keeps the two in step).
 FACT_FILES = ("ms1mv2_model_TransFace_S.pt", "adapter_film_mask_large_new_reg001_faceshuffle_00290001.ckpt",
               "adapter_maj_mask_large_new_reg001_faceshuffle_00290001.ckpt")
+#: The ControlNets used for a base-model family when none are given (generate --pose, inpaint's two stages).
+DEFAULT_CONTROLNETS: dict[str, dict[str, str]] = {
+    "sd15": {"openpose": "openpose-controlnet", "canny": "canny-controlnet"},
+    "sdxl": {"openpose": "openpose-controlnet-sdxl", "canny": "canny-controlnet-sdxl"},
+}
 register(ModelSpec("fact-adapter", "ms:yucheng1996/FaceChain-FACT@v1.0.0", "FACT face adapter + TransFace encoder (--photo)",
                    ("generate --photo", "inpaint --photo"), optional=True, allow_patterns=FACT_FILES, license="Apache-2.0"))
 # Optional ModelScope backends of the paper's perception models (ModelScope pipelines: whole repositories).
