@@ -172,12 +172,15 @@ def live_controlnet_dir(tmp_path_factory) -> Path:
     """A tiny ControlNet whose zero-initialised output convolutions are randomised, so the pose matters."""
     from facechain.testing.tiny import tiny_controlnet
 
-    cn = tiny_controlnet(0)
+    return save_live_controlnet(tiny_controlnet(0), tmp_path_factory.mktemp("cn") / "live-controlnet")
+
+
+def save_live_controlnet(cn, folder: Path) -> Path:
+    """Randomise a tiny ControlNet's zero-initialised output convolutions (so the condition matters) and save it."""
     g = torch.Generator().manual_seed(7)
     for name, p in cn.named_parameters():
         if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
             p.data = torch.randn(p.shape, generator=g) * 0.05
-    folder = tmp_path_factory.mktemp("cn") / "live-controlnet"
     cn.save_pretrained(folder, safe_serialization=True)
     return folder
 

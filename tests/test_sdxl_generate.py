@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import facechain
@@ -27,27 +26,11 @@ from tests.cli_helpers import run_cli
 TINY = ["--size", "64", "--steps", "2"]
 
 
-def _random_sdxl_lora(folder: Path, seed: int, scale: float = 0.2) -> Path:
+def _random_sdxl_lora(folder: Path, seed: int) -> Path:
     """A diffusers-format LoRA for the tiny SDXL UNet with random (non-zero) A and B matrices."""
-    from diffusers import StableDiffusionXLPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
+    from facechain.testing.tiny import save_tiny_lora, tiny_sdxl_unet
 
-    from facechain.testing.tiny import tiny_sdxl_unet
-
-    unet = tiny_sdxl_unet(0)
-    unet.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    g = torch.Generator().manual_seed(seed)
-    for name, p in unet.named_parameters():
-        if "lora_" in name:
-            p.data = torch.randn(p.shape, generator=g) * scale
-    folder.mkdir(parents=True, exist_ok=True)
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    StableDiffusionXLPipeline.save_lora_weights(save_directory=folder, unet_lora_layers=layers, safe_serialization=True)
-    return folder / "pytorch_lora_weights.safetensors"
+    return save_tiny_lora(folder, tiny_sdxl_unet(0), seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +52,9 @@ def xl_style_lora(tmp_path_factory) -> Path:
 def xl_controlnet_dir(tmp_path_factory) -> Path:
     """A tiny ControlNet-XL whose zero-initialised output convolutions are randomised, so the pose matters."""
     from facechain.testing.tiny import tiny_sdxl_controlnet
+    from tests.test_generate import save_live_controlnet
 
-    cn = tiny_sdxl_controlnet(0)
-    g = torch.Generator().manual_seed(7)
-    for name, p in cn.named_parameters():
-        if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
-            p.data = torch.randn(p.shape, generator=g) * 0.05
-    folder = tmp_path_factory.mktemp("xl-cn") / "openpose-xl"
-    cn.save_pretrained(folder, safe_serialization=True)
-    return folder
+    return save_live_controlnet(tiny_sdxl_controlnet(0), tmp_path_factory.mktemp("xl-cn") / "openpose-xl")
 
 
 def _images(folder: Path) -> list[np.ndarray]:
