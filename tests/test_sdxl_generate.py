@@ -172,3 +172,14 @@ def test_sdxl_pose_without_a_controlnet_names_the_sdxl_download(xl_identity, tin
     code, _, err = run_cli("generate", "--person", xl_identity, "--base-model", tiny_sdxl_dir, "--pose", pose,
                            "--prompt", "{trigger}", *TINY, "-n", "1", "-o", tmp_path / "o", "--offline")
     assert code == 2 and "openpose-controlnet-sdxl" in err, err
+
+
+def test_photo_portraits_on_sdxl_refuse_the_published_sd15_adapter_before_loading(tiny_sdxl_dir, faces_dir, tmp_path):
+    from facechain.generation.pipeline_cache import default_cache
+
+    builds = default_cache().builds
+    code, _, err = run_cli("generate", "--photo", faces_dir / "obama" / "obama_small.jpg", "--base-model", tiny_sdxl_dir,
+                           "--prompt", "{trigger}", *TINY, "-n", "1", "-o", tmp_path / "o")
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "published FACT checkpoints are SD 1.5 only" in err and "train-adapter" in err
+    assert default_cache().builds == builds and not (tmp_path / "o").exists()

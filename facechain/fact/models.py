@@ -165,6 +165,21 @@ def check_adapter_family(path: Path | str, adapter: ModelFamily | None, base: Mo
                                     f"'facechain train-adapter DATASET --base-model <{FAMILY_NAMES[base]} model>'")
 
 
+def locate_for_family(reference: str | Path, family: ModelFamily, *, variant: str = "film",
+                      store: ModelStore | None = None) -> FactFiles:
+    """:func:`locate_files`, after a one-line error when the adapter cannot run on a ``family`` base
+    model -- before the base model (or anything else) loads. The published checkpoints are known to
+    be SD 1.5 without downloading them."""
+    from ..models.references import registry_spec
+
+    spec = registry_spec(reference)
+    if spec is not None and spec.name == DEFAULT_REFERENCE:
+        check_adapter_family(reference, "sd15", family)
+    files = locate_files(reference, variant=variant, store=store)
+    check_adapter_family(files.adapter, adapter_family(files.adapter), family)
+    return files
+
+
 def load_adapter(path: Path | str, unet: nn.Module, config: FactConfig | None = None) -> tuple[FactAdapter, MappingReport]:
     """Build the adapter for ``unet``'s blocks and fill it from our file or a published checkpoint."""
     path = Path(path)

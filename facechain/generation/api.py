@@ -435,9 +435,10 @@ def _generate(cfg: GenerateConfig, identity: Identity | None, style: Style | Non
     plan = plan_run(cfg, identity, style, pose, store)
     fact_files = None
     if cfg.photo:
-        from ..fact.models import locate_files
+        from ..fact.models import locate_for_family  # the adapter must fit the base model's family
 
-        fact_files = locate_files(cfg.adapter or "fact-adapter", variant=plan.fact_variant or "film", store=store)
+        fact_files = locate_for_family(cfg.adapter or "fact-adapter", plan.family, variant=plan.fact_variant or "film",
+                                       store=store)
     key = pipeline_key(plan.base_path, cfg)
 
     # 2. the cached, LoRA-fused pipeline, held exclusively while sampling; 3. the paper's chain

@@ -484,14 +484,9 @@ def _photo_job(tf: TemplateFace, photos: list[Path], cfg: InpaintConfig, analyze
 def _check_adapter(cfg: InpaintConfig, base: str, family: str, store=None) -> None:
     """Fail now (one line) when the FACT adapter is not there or is of the other family, not after loading SD."""
     from ..fact.config import variant_for_base_model
-    from ..fact.models import DEFAULT_REFERENCE, adapter_family, check_adapter_family, locate_files
-    from ..models.references import registry_spec
+    from ..fact.models import locate_for_family
 
-    spec = registry_spec(cfg.adapter)
-    if spec is not None and spec.name == DEFAULT_REFERENCE:  # the published checkpoints: SD 1.5, known without them
-        check_adapter_family(cfg.adapter, "sd15", family)
-    files = locate_files(cfg.adapter, variant=variant_for_base_model(base), store=store)
-    check_adapter_family(files.adapter, adapter_family(files.adapter), family)
+    locate_for_family(cfg.adapter, family, variant=variant_for_base_model(base), store=store)
 
 
 def _default_base_model() -> str:
