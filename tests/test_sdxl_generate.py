@@ -183,3 +183,9 @@ def test_photo_portraits_on_sdxl_refuse_the_published_sd15_adapter_before_loadin
     assert code == 2 and err.strip().count("\n") == 0, err
     assert "published FACT checkpoints are SD 1.5 only" in err and "train-adapter" in err
     assert default_cache().builds == builds and not (tmp_path / "o").exists()
+
+
+def test_tryon_says_in_one_line_that_it_is_sd15_only(xl_identity, faces_dir, tmp_path):
+    code, _, err = run_cli("tryon", faces_dir / "obama" / "obama_small.jpg", "--person", xl_identity, "-o", tmp_path / "o")
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "virtual try-on runs on SD 1.5 models only" in err and not (tmp_path / "o").exists()

@@ -94,6 +94,7 @@ def tryon(
     with progress.reporting(quiet=quiet):
         # 1. everything a user can get wrong, before any diffusion model is loaded
         identity = resolve_identity(person)
+        _check_sd15(identity, cfg.base_model)
         out_dir = None if output is None else check_output_folder(output, overwrite)  # None: not saved (as generate)
         photo = load_image(photo_path)
         from .garment import garment_from_file, get_garment_segmenter
@@ -136,6 +137,18 @@ def _long_side(size: int | str) -> int:
     if len(parts) not in (1, 2) or min(parts) <= 0:
         raise FacechainError(f"--size {size}: give N or WxH, e.g. 768 or 512x768")
     return min(parts) if len(parts) == 2 else parts[0]
+
+
+def _check_sd15(identity: Identity, base_model: str | None) -> None:
+    """Try-on's garment-preserving stages are SD 1.5 models (inpainting UNet, depth/OpenPose/Canny
+    ControlNets): an SDXL identity or base model is a one-line error before anything loads."""
+    from ...diffusion.family import FamilyMismatchError, identity_family, reference_family
+
+    if identity_family(identity) == "sdxl":
+        raise FamilyMismatchError(identity.path, f"identity '{identity.name}' was trained on SDXL; virtual try-on runs on "
+                                                 "SD 1.5 models only: train an SD 1.5 identity for it (the default base model)")
+    if base_model is not None and reference_family(base_model) == "sdxl":
+        raise FamilyMismatchError(base_model, "an SDXL base model; virtual try-on runs on SD 1.5 models only")
 
 
 def _build_pipeline(cfg: TryOnConfig, identity: Identity, perception):
