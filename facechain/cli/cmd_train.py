@@ -23,7 +23,7 @@ def add_training_options(p: argparse.ArgumentParser, preset: str) -> None:
                                        "single .safetensors file, HF id or ms:owner/name@rev#subfolder "
                                        "(default: base-sd15-portrait, the paper's SD 1.5 portrait model)"),
         "vae",
-        options.use("steps", help="training steps (face default: min(200 x photos, 800))"),
+        options.use("steps", help="training steps (face default: min(200 x photos, 4000), 200 epochs as the reference runs)"),
         "epochs",
         options.use("size", square=True, help="training resolution in px (default: the base model's, 512 on SD 1.5, "
                                               "1024 on SDXL)"),
