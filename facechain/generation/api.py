@@ -253,14 +253,6 @@ def _style_base_model(style: Style, identity: Identity, cfg: GenerateConfig, sto
     return None
 
 
-def _base_label(reference: str) -> str:
-    """The registry name of a base-model reference (so the hint names a command that works)."""
-    for spec in MODELS.values():
-        if spec.reference == reference:
-            return spec.name
-    return reference
-
-
 def pipeline_key(base_path: Path, cfg: GenerateConfig) -> PipelineKey:
     device = resolve_device(cfg.device)
     dtype = dtype_name(resolve_dtype(device, cfg.dtype))
@@ -277,7 +269,7 @@ class Pipelines:
     dtype: str = "fp32"
 
 
-def build_pipelines(plan: RunPlan, cfg: GenerateConfig, store: ModelStore, cache: PipelineCache, key: PipelineKey) -> Pipelines:
+def build_pipelines(plan: RunPlan, cfg: GenerateConfig, cache: PipelineCache, key: PipelineKey) -> Pipelines:
     """The cached base pipeline with this run's LoRAs fused, plus the pose ControlNet pipeline if asked.
 
     Call with ``cache.lock`` held: the pipeline is this run's until sampling is done.
@@ -447,7 +439,7 @@ def _generate(cfg: GenerateConfig, identity: Identity | None, style: Style | Non
     if template is None:
         warnings.append(f"identity '{identity.name}' has no template face: face fusion skipped, ranking uses its stored embedding only")
     with cache.lock:
-        pipes = build_pipelines(plan, cfg, store, cache, key)
+        pipes = build_pipelines(plan, cfg, cache, key)
         fact = None
         if fact_files is not None:  # train-free: FACT face tokens from the photos (after the style LoRA was fused)
             from ..fact import FactSession
