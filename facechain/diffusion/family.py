@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from ..errors import FamilyMismatchError, InputError
+from ..errors import FacechainError, FamilyMismatchError, InputError
 from ..textfiles import read_json
 from . import checkpoints
 from .checkpoints import read_key_shapes
 
 __all__ = ["FamilyMismatchError", "ModelFamily", "base_model_family", "check_compatible", "controlnet_family",
-           "family_of_keys", "family_of_unet_config", "identity_family", "lora_family"]
+           "family_of_keys", "family_of_pipeline", "family_of_unet_config", "identity_family", "lora_family"]
 
 ModelFamily = Literal["sd15", "sdxl"]
 FAMILIES: tuple[ModelFamily, ...] = ("sd15", "sdxl")
@@ -61,6 +61,12 @@ def family_of_unet_config(config: Mapping[str, Any]) -> ModelFamily | None:
     if kind is None:
         return "sd15"
     return None
+
+
+def family_of_pipeline(pipe: Any) -> ModelFamily:
+    """The family of a loaded diffusion pipeline, from its UNet's config ("sd15" for a stand-in without one)."""
+    unet = getattr(pipe, "unet", None)
+    return (family_of_unet_config(unet.config) if unet is not None else None) or "sd15"
 
 
 def cross_attention_width(config: Mapping[str, Any]) -> int | None:
@@ -247,7 +253,6 @@ def _refuse(path, role: str, got: ModelFamily | None, width: int | None, base: B
 def reference_family(reference: str | Path, store: Any = None) -> ModelFamily | None:
     """The family of a base-model reference *without downloading it*: a local folder or file is read,
     a registry entry knows its family, a model already in the store is read; else None (unknown)."""
-    from ..errors import FacechainError
     from ..models.references import registry_spec
     from ..models.store import default_store
 

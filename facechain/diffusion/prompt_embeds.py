@@ -14,10 +14,7 @@ from typing import Any
 
 import torch
 
-
-def is_sdxl_pipeline(pipe: Any) -> bool:
-    """SDXL pipelines have a second text encoder (and pooled embeddings); SD 1.x/2.x ones do not."""
-    return getattr(pipe, "text_encoder_2", None) is not None
+from .family import family_of_pipeline
 
 
 @dataclass
@@ -59,7 +56,7 @@ def encode_prompt(pipe: Any, prompt: str | list[str], negative_prompt: str | lis
     if isinstance(prompt, list) and isinstance(negative_prompt, str):
         negative_prompt = [negative_prompt] * len(prompt)
     negative_prompt = negative_prompt if guidance else None
-    if is_sdxl_pipeline(pipe):
+    if family_of_pipeline(pipe) == "sdxl":  # its encode_prompt also returns pooled embeddings
         pe, npe, pooled, npooled = pipe.encode_prompt(
             prompt=prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=guidance,
             negative_prompt=negative_prompt, clip_skip=clip_skip)

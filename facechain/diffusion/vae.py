@@ -50,6 +50,13 @@ def vae_dtype(vae, dtype: torch.dtype, family: str | None) -> torch.dtype:
     return dtype
 
 
+def _known_safe(vae, family: str | None):
+    """``vae``, or its fp32 twin when fp16 is known to overflow (:func:`vae_dtype`): then the call runs
+    in fp32 straight away instead of failing once and being retried."""
+    dtype = next(vae.parameters()).dtype
+    return fp32_copy(vae) if vae_dtype(vae, dtype, family) != dtype else vae
+
+
 def _finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
@@ -69,9 +76,8 @@ def decode_latents(vae, latents: torch.Tensor, family: str | None = None) -> tor
     """
     scaling, shift = _factors(vae)
     z = latents / scaling + shift
+    vae = _known_safe(vae, family)
     param = next(vae.parameters())
-    if vae_dtype(vae, param.dtype, family) != param.dtype:  # fp16 known to overflow: fp32 straight away
-        return fp32_copy(vae).decode(z.to(param.device, torch.float32), return_dict=False)[0].float()
     image = vae.decode(z.to(param.device, param.dtype), return_dict=False)[0]
     if param.dtype in _HALF and not _finite(image):
         log.info("VAE decode overflowed in %s; decoding again in fp32", str(param.dtype).replace("torch.", ""))
@@ -86,10 +92,8 @@ def encode_posterior(vae, pixels: torch.Tensor, family: str | None = None) -> tu
     Runs in the VAE's dtype; again in fp32 when that gives a non-finite value. Unscaled: multiply
     a sample by the scaling factor (after subtracting the shift) before it goes to the UNet.
     """
+    vae = _known_safe(vae, family)
     param = next(vae.parameters())
-    if vae_dtype(vae, param.dtype, family) != param.dtype:  # fp16 known to overflow: fp32 straight away
-        dist = fp32_copy(vae).encode(pixels.to(param.device, torch.float32)).latent_dist
-        return dist.mean.float(), dist.std.float()
     dist = vae.encode(pixels.to(param.device, param.dtype)).latent_dist
     mean, std = dist.mean, dist.std
     if param.dtype in _HALF and not _finite(mean, std):

@@ -156,14 +156,14 @@ class PipelineCache:
         """A ControlNet pipeline sharing ``base_pipe``'s components (built once per ControlNet)."""
         from diffusers import StableDiffusionControlNetPipeline
 
+        from ..diffusion.family import family_of_pipeline
         from ..diffusion.loading import pipeline_class_for
-        from ..diffusion.prompt_embeds import is_sdxl_pipeline
 
         ck = (str(controlnet_path), repr(self._loras.key if self._loras else None))
         with self._lock:
             if ck not in self._controlnets:
                 controlnet = self.controlnet(controlnet_path, key, name="openpose-controlnet")
-                cls = pipeline_class_for("sdxl" if is_sdxl_pipeline(base_pipe) else "sd15", StableDiffusionControlNetPipeline)
+                cls = pipeline_class_for(family_of_pipeline(base_pipe), StableDiffusionControlNetPipeline)
                 pipe = cls.from_pipe(base_pipe, controlnet=controlnet)
                 pipe.set_progress_bar_config(disable=True)
                 if key.cpu_offload:

@@ -19,7 +19,8 @@ from typing import Iterator
 import numpy as np
 import torch
 from .. import progress
-from ..diffusion.prompt_embeds import PromptEmbeds, encode_prompt, is_sdxl_pipeline
+from ..diffusion.family import family_of_pipeline
+from ..diffusion.prompt_embeds import PromptEmbeds, encode_prompt
 from ..postprocess.fusion import FaceFuser, FusionBackend, FusionResult
 from ..postprocess.ranking import MIN_FACE_FRACTION, RankedImage, SimilarityRanker
 from ..types import Face
@@ -222,6 +223,6 @@ def decode_latents(pipe, latents: torch.Tensor) -> list[np.ndarray]:
     """
     from ..diffusion.vae import decode_latents as decode_safely
 
-    decoded = decode_safely(pipe.vae, latents, "sdxl" if is_sdxl_pipeline(pipe) else "sd15")
+    decoded = decode_safely(pipe.vae, latents, family_of_pipeline(pipe))
     arr = pipe.image_processor.postprocess(decoded, output_type="np", do_denormalize=[True] * decoded.shape[0])
     return [np.ascontiguousarray((np.clip(a, 0.0, 1.0) * 255.0).round().astype(np.uint8)) for a in arr]

@@ -12,7 +12,6 @@ from typing import Literal
 from ..fact.config import DEFAULT_SCALE_INPAINT
 
 
-
 @dataclass
 class InpaintConfig:
     # --- models (None: the registry's for the base model's family / the identity's base model) --

@@ -41,6 +41,7 @@ from PIL import Image
 from .. import progress
 from ..identity import Identity
 from ..types import Face
+from ..diffusion.family import family_of_pipeline
 from ..generation.portrait import decode_latents
 from ..postprocess.fusion import FaceFuser
 from ..postprocess.ranking import SimilarityRanker
@@ -264,7 +265,7 @@ class TemplatePortraitPipeline:
     @property
     def family(self) -> str:
         """``"sd15"`` or ``"sdxl"``: the shared UNet's family (stand-in pipelines without a UNet: SD 1.5)."""
-        return pipeline_family(self.text2img)
+        return family_of_pipeline(self.text2img)
 
     @property
     def resolution(self) -> int:
@@ -486,14 +487,6 @@ class TemplatePortraitPipeline:
         self.warnings.append(message)
 
 
-def pipeline_family(pipe) -> str:
-    """The family of a diffusion pipeline's UNet (``"sd15"`` when it has none: a stand-in)."""
-    from ..diffusion.family import family_of_unet_config
-
-    unet = getattr(pipe, "unet", None)
-    return (family_of_unet_config(unet.config) if unet is not None else None) or "sd15"
-
-
 def stage_pipelines(base_pipe, openpose, canny) -> tuple[Any, Any]:
     """(stage 1, stage 2) pipelines of ``base_pipe``'s family sharing its components: text-to-image
     under the OpenPose ControlNet, inpainting under [OpenPose, Canny]. The one place where SD 1.5 vs
@@ -504,7 +497,7 @@ def stage_pipelines(base_pipe, openpose, canny) -> tuple[Any, Any]:
     from ..diffusion.family import FamilyMismatchError, family_name, family_of_unet_config
     from ..diffusion.loading import pipeline_class_for
 
-    family = pipeline_family(base_pipe)
+    family = family_of_pipeline(base_pipe)
     for role, net in (("OpenPose", openpose), ("Canny", canny)):
         got = family_of_unet_config(net.config)
         if got is not None and got != family:
